@@ -1,0 +1,17 @@
+/* Internal allocation wrappers. Every allocation in the library goes through these so that tests can
+ * make the Nth one fail (cq_debug_fail_alloc_after) and check that the failure is handled. */
+#ifndef CQ_CORE_ALLOC_H
+#define CQ_CORE_ALLOC_H
+
+#include <stddef.h>
+
+void *cq_malloc(size_t size);
+void *cq_calloc(size_t count, size_t size);
+void *cq_realloc(void *ptr, size_t size);
+void cq_free(void *ptr);
+
+/* Allocates and records "out of memory allocating N bytes for WHAT" on failure. */
+void *cq_malloc_for(size_t size, const char *what);
+void *cq_calloc_for(size_t count, size_t size, const char *what);
+
+#endif

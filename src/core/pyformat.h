@@ -1,0 +1,25 @@
+/* Number formatting the way Python and PyTorch print them, so reprs match PyTorch's text.
+ *
+ * cq_format_pyfloat: Python's repr(float) of a double: the shortest decimal string that round-trips,
+ * fixed notation when the decimal exponent is in [-4, 16), otherwise "1e-05" style; "inf", "-inf",
+ * "nan"; integral values end in ".0".
+ * cq_format_torch_tensor_1d: torch's tensor formatter (precision 4, linewidth 80) for a 1-D float
+ * tensor, "tensor([...])", wrapping continuation lines after `indent` + 8 spaces like torch
+ * (indent = extra indentation torch would have had before "tensor(", normally 0). */
+#ifndef CQ_CORE_PYFORMAT_H
+#define CQ_CORE_PYFORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/strbuf.h"
+
+#define CQ_PYFLOAT_BUFSIZE 32
+
+char *cq_format_pyfloat(double value, char buf[CQ_PYFLOAT_BUFSIZE]);
+void cq_strbuf_append_pyfloat(cq_strbuf *sb, double value);
+void cq_format_torch_tensor_1d(cq_strbuf *sb, const float *values, int64_t n);
+void cq_format_torch_int_tensor_1d(cq_strbuf *sb, const int64_t *values, int64_t n,
+                                   const char *dtype_suffix);
+
+#endif

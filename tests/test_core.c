@@ -1,0 +1,167 @@
+/* Core: status messages, tensors, allocation-failure handling, and Python/PyTorch number printing. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "core/alloc.h"
+#include "core/pyformat.h"
+#include "core/strbuf.h"
+#include "cquant/cquant.h"
+
+static void test_status(void) {
+  CHECK_STR_EQ(cq_status_str(CQ_OK), "ok");
+  CHECK_STR_EQ(cq_status_str(CQ_EFORMAT), "malformed input");
+  CHECK_STR_EQ(cq_status_str((cq_status)999), "unknown status");
+  CHECK(cq_fail(CQ_EINVAL, "bad value %d", 7) == CQ_EINVAL);
+  CHECK_STR_EQ(cq_last_error(), "bad value 7");
+  CHECK(cq_fail_context(CQ_EINVAL, "file.npy") == CQ_EINVAL);
+  CHECK_STR_EQ(cq_last_error(), "file.npy: bad value 7");
+}
+
+static void test_tensor(void) {
+  cq_tensor *t = NULL;
+  int64_t shape[3] = {2, 3, 4};
+  CHECK_OK(cq_tensor_create(&t, CQ_F32, 3, shape));
+  CHECK_INT_EQ(cq_tensor_numel(t), 24);
+  CHECK_INT_EQ(cq_tensor_nbytes(t), 96);
+  CHECK_INT_EQ(t->strides[0], 12);
+  CHECK_INT_EQ(t->strides[1], 4);
+  CHECK_INT_EQ(t->strides[2], 1);
+  CHECK(((float *)t->data)[23] == 0.0f);
+  cq_tensor_free(t);
+
+  int64_t scalar_shape[1] = {0};
+  CHECK_OK(cq_tensor_create(&t, CQ_I64, 0, scalar_shape));
+  CHECK_INT_EQ(cq_tensor_numel(t), 1);
+  cq_tensor_free(t);
+
+  int64_t empty[2] = {0, 5};
+  CHECK_OK(cq_tensor_create(&t, CQ_U8, 2, empty));
+  CHECK_INT_EQ(cq_tensor_numel(t), 0);
+  cq_tensor_free(t);
+
+  int64_t neg[2] = {3, -1};
+  CHECK_STATUS(cq_tensor_create(&t, CQ_F32, 2, neg), CQ_EINVAL);
+  CHECK(t == NULL);
+  int64_t huge[3] = {1 << 20, 1 << 20, 1 << 20};
+  CHECK_STATUS(cq_tensor_create(&t, CQ_F32, 3, huge), CQ_ENOMEM);
+  int64_t overflow[4] = {INT64_MAX, INT64_MAX, 2, 2};
+  CHECK_STATUS(cq_tensor_create(&t, CQ_F32, 4, overflow), CQ_ENOMEM);
+  CHECK_STATUS(cq_tensor_create(&t, CQ_F32, 9, shape), CQ_EINVAL);
+  CHECK_STATUS(cq_tensor_create(&t, (cq_dtype)42, 1, shape), CQ_EINVAL);
+
+  int8_t raw[6] = {-3, -2, -1, 0, 1, 127};
+  int64_t s6[1] = {6};
+  cq_tensor *w = NULL, *f = NULL;
+  CHECK_OK(cq_tensor_wrap(&w, CQ_S8, 1, s6, raw));
+  CHECK_OK(cq_tensor_to_f32(w, &f));
+  CHECK(((float *)f->data)[0] == -3.0f && ((float *)f->data)[5] == 127.0f);
+  cq_tensor_free(f);
+  cq_tensor_free(w); /* does not free raw */
+
+  char buf[64];
+  CHECK_STR_EQ(cq_shape_str(3, shape, buf, sizeof buf), "[2, 3, 4]");
+  CHECK_STR_EQ(cq_shape_str(0, shape, buf, sizeof buf), "[]");
+}
+
+static void test_alloc_failure(void) {
+  int64_t shape[2] = {4, 4};
+  cq_tensor *t = NULL;
+  /* every allocation in create fails in turn; none may crash or leak */
+  for (long n = 0; n < 3; n++) {
+    cq_debug_fail_alloc_after(n);
+    cq_status st = cq_tensor_create(&t, CQ_F32, 2, shape);
+    cq_debug_fail_alloc_after(-1);
+    if (st == CQ_OK) {
+      cq_tensor_free(t);
+    } else {
+      CHECK_INT_EQ(st, CQ_ENOMEM);
+      CHECK(t == NULL);
+    }
+  }
+  cq_qparams qp;
+  cq_debug_fail_alloc_after(1);
+  CHECK_STATUS(cq_qparams_init(&qp, CQ_QINT8, CQ_PER_CHANNEL_SYMMETRIC, 8, 0), CQ_ENOMEM);
+  cq_debug_fail_alloc_after(-1);
+}
+
+static void check_pyfloat(double v, const char *want) {
+  char buf[CQ_PYFLOAT_BUFSIZE];
+  CHECK_STR_EQ(cq_format_pyfloat(v, buf), want);
+}
+
+static void test_pyfloat(void) {
+  /* expected strings are Python 3's repr() of the same doubles */
+  check_pyfloat((double)0.014756753f, "0.014756753109395504");
+  check_pyfloat(1.0, "1.0");
+  check_pyfloat(1e-05, "1e-05");
+  check_pyfloat(1.1920928955078125e-07, "1.1920928955078125e-07");
+  check_pyfloat(1e16, "1e+16");
+  check_pyfloat(1234567890123456.0, "1234567890123456.0");
+  check_pyfloat(0.0001, "0.0001");
+  check_pyfloat(123.456, "123.456");
+  check_pyfloat(5e-324, "5e-324");
+  check_pyfloat(1.7976931348623157e308, "1.7976931348623157e+308");
+  check_pyfloat(-0.0, "-0.0");
+  check_pyfloat(100.0, "100.0");
+  check_pyfloat(0.1, "0.1");
+  check_pyfloat((double)-1.3974f, "-1.3974000215530396");
+  check_pyfloat(INFINITY, "inf");
+  check_pyfloat(-INFINITY, "-inf");
+  check_pyfloat(NAN, "nan");
+}
+
+static void check_tensor_repr(const float *v, int64_t n, const char *want) {
+  cq_strbuf sb;
+  cq_strbuf_init(&sb);
+  cq_format_torch_tensor_1d(&sb, v, n);
+  CHECK_STR_EQ(cq_strbuf_str(&sb), want);
+  cq_strbuf_release(&sb);
+}
+
+static void test_torch_tensor_format(void) {
+  /* expected strings are torch 1.13's print() of the same float32 values */
+  const float a[] = {1.0f, 2.0f, 0.0f};
+  check_tensor_repr(a, 3, "tensor([1., 2., 0.])");
+  const float b[] = {1e-5f, 1.0f};
+  check_tensor_repr(b, 2, "tensor([1.0000e-05, 1.0000e+00])");
+  const float c[] = {0.5f, 3000.0f};
+  check_tensor_repr(c, 2, "tensor([5.0000e-01, 3.0000e+03])");
+  const float d[] = {1.0f, 2000.0f};
+  check_tensor_repr(d, 2, "tensor([1.0000e+00, 2.0000e+03])");
+  const float e[] = {0.0f, 0.0f};
+  check_tensor_repr(e, 2, "tensor([0., 0.])");
+  const float f[] = {INFINITY, 1.5f};
+  check_tensor_repr(f, 2, "tensor([   inf, 1.5000])");
+  const float g[] = {-1.5083f, -1.1236f, -1.0208f};
+  check_tensor_repr(g, 3, "tensor([-1.5083, -1.1236, -1.0208])");
+  check_tensor_repr(NULL, 0, "tensor([])");
+  float h[30];
+  for (int i = 0; i < 30; i++) h[i] = (float)i / 7.0f;
+  check_tensor_repr(h, 30,
+                    "tensor([0.0000, 0.1429, 0.2857, 0.4286, 0.5714, 0.7143, 0.8571, 1.0000, "
+                    "1.1429,\n        1.2857, 1.4286, 1.5714, 1.7143, 1.8571, 2.0000, 2.1429, "
+                    "2.2857, 2.4286,\n        2.5714, 2.7143, 2.8571, 3.0000, 3.1429, 3.2857, "
+                    "3.4286, 3.5714, 3.7143,\n        3.8571, 4.0000, 4.1429])");
+  float *big = malloc(sizeof(float) * 1005);
+  for (int i = 0; i < 1005; i++) big[i] = (float)i;
+  check_tensor_repr(big, 1005,
+                    "tensor([0.0000e+00, 1.0000e+00, 2.0000e+00,  ..., 1.0020e+03, 1.0030e+03,\n"
+                    "        1.0040e+03])");
+  free(big);
+  cq_strbuf sb;
+  cq_strbuf_init(&sb);
+  int64_t iv[2] = {100000, -3};
+  cq_format_torch_int_tensor_1d(&sb, iv, 2, "torch.int32");
+  CHECK_STR_EQ(cq_strbuf_str(&sb), "tensor([100000,     -3], dtype=torch.int32)");
+  cq_strbuf_release(&sb);
+}
+
+int main(void) {
+  test_status();
+  test_tensor();
+  test_alloc_failure();
+  test_pyfloat();
+  test_torch_tensor_format();
+  return check_summary("test_core");
+}
