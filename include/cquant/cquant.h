@@ -11,5 +11,7 @@
 #include "cquant/observer.h"
 #include "cquant/qconfig.h"
 #include "cquant/npy.h"
+#include "cquant/nn.h"
+#include "cquant/modules.h"
 
 #endif

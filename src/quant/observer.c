@@ -150,7 +150,7 @@ cq_status cq_observer_config_set(cq_observer_config *c, const char *key, const c
   if (!strcmp(key, "quant_min") || !strcmp(key, "quant_max")) {
     st = parse_int(key, value, INT32_MIN, INT32_MAX, &i);
     if (st != CQ_OK) return st;
-    if (key[6] == 'i') {
+    if (!strcmp(key, "quant_min")) {
       c->quant_min = i;
     } else {
       c->quant_max = i;

@@ -1,0 +1,117 @@
+/* Constructors of the float modules (torch.nn equivalents), losses and optimizers.
+ *
+ * Every constructor returns a new module in training mode with parameters initialised as PyTorch
+ * does (kaiming-uniform weights, uniform biases from the library's generator; cq_manual_seed reseeds
+ * it), and validates its arguments (CQ_EINVAL naming the argument). Containers take ownership of
+ * the children passed to them, even when they fail. */
+#ifndef CQUANT_MODULES_H
+#define CQUANT_MODULES_H
+
+#include <stdint.h>
+
+#include "cquant/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reseeds the generator used for parameter initialisation (like torch.manual_seed). */
+CQ_API void cq_manual_seed(uint64_t seed);
+
+/* ---- containers --------------------------------------------------------------------------------- */
+
+/* nn.Sequential(*children): children named "0", "1", ... */
+CQ_API cq_status cq_sequential(cq_module **out, int n, cq_module *const *children);
+/* Appends a child named by the next index. */
+CQ_API cq_status cq_sequential_append(cq_module *seq, cq_module *child);
+
+/* ---- layers ------------------------------------------------------------------------------------- */
+
+CQ_API cq_status cq_linear(cq_module **out, int64_t in_features, int64_t out_features, int bias);
+
+typedef struct cq_conv_options {
+  int64_t in_channels, out_channels;
+  int64_t kernel_size[2]; /* Conv1d uses [0] only */
+  int64_t stride[2];
+  int64_t padding[2];
+  int64_t dilation[2];
+  int64_t groups;
+  int bias;
+} cq_conv_options;
+
+/* Defaults of nn.Conv2d(in, out, (kh, kw)): stride 1, padding 0, dilation 1, groups 1, bias. */
+CQ_API cq_conv_options cq_conv_defaults(int64_t in_channels, int64_t out_channels, int64_t kh,
+                                        int64_t kw);
+CQ_API cq_status cq_conv1d(cq_module **out, const cq_conv_options *options);
+CQ_API cq_status cq_conv2d(cq_module **out, const cq_conv_options *options);
+
+CQ_API cq_status cq_relu(cq_module **out);
+CQ_API cq_status cq_relu6(cq_module **out);
+CQ_API cq_status cq_hardtanh(cq_module **out, float min_val, float max_val);
+CQ_API cq_status cq_sigmoid(cq_module **out);
+CQ_API cq_status cq_tanh(cq_module **out);
+CQ_API cq_status cq_softmax(cq_module **out, int dim);
+CQ_API cq_status cq_identity(cq_module **out);
+CQ_API cq_status cq_dropout(cq_module **out, float p);
+CQ_API cq_status cq_flatten(cq_module **out, int start_dim, int end_dim);
+
+/* BatchNorm1d/2d(num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True). */
+CQ_API cq_status cq_batchnorm1d(cq_module **out, int64_t num_features);
+CQ_API cq_status cq_batchnorm2d(cq_module **out, int64_t num_features);
+
+typedef struct cq_pool_options {
+  int64_t kernel_size[2];
+  int64_t stride[2]; /* 0 = kernel_size, as PyTorch's stride=None */
+  int64_t padding[2];
+  int64_t dilation[2];
+  int ceil_mode;
+  int count_include_pad;   /* AvgPool2d; default 1 */
+  int64_t divisor_override; /* AvgPool2d; 0 = none */
+} cq_pool_options;
+
+CQ_API cq_pool_options cq_pool_defaults(int64_t kh, int64_t kw);
+CQ_API cq_status cq_maxpool2d(cq_module **out, const cq_pool_options *options);
+CQ_API cq_status cq_avgpool2d(cq_module **out, const cq_pool_options *options);
+CQ_API cq_status cq_adaptive_avgpool2d(cq_module **out, int64_t out_h, int64_t out_w);
+
+typedef struct cq_rnn_options {
+  int64_t input_size, hidden_size, num_layers;
+  int bias, batch_first, bidirectional;
+  float dropout;
+} cq_rnn_options;
+
+/* nn.LSTM / nn.GRU: forward takes (input[, h0[, c0]]) and gives (output, h_n[, c_n]). */
+CQ_API cq_rnn_options cq_rnn_defaults(int64_t input_size, int64_t hidden_size);
+CQ_API cq_status cq_lstm(cq_module **out, const cq_rnn_options *options);
+CQ_API cq_status cq_gru(cq_module **out, const cq_rnn_options *options);
+
+/* Functional ops as modules, for Graph nodes: elementwise add of two tensors of one shape, and
+ * concatenation along `dim`. */
+CQ_API cq_status cq_add(cq_module **out);
+CQ_API cq_status cq_cat(cq_module **out, int dim);
+
+/* ---- losses: modules taking (prediction, target) and giving a 0-d loss (mean reduction) ---------- */
+
+CQ_API cq_status cq_mse_loss(cq_module **out);
+/* target: int64 class indices [N]; prediction: logits [N, C]. */
+CQ_API cq_status cq_cross_entropy_loss(cq_module **out);
+
+/* ---- optimizers --------------------------------------------------------------------------------- */
+
+typedef struct cq_optimizer cq_optimizer;
+
+/* torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov) over every parameter of
+ * the model. */
+CQ_API cq_status cq_sgd(cq_optimizer **out, cq_module *model, float lr, float momentum,
+                        float dampening, float weight_decay, int nesterov);
+/* torch.optim.Adam(params, lr, betas=(beta1, beta2), eps, weight_decay). */
+CQ_API cq_status cq_adam(cq_optimizer **out, cq_module *model, float lr, float beta1, float beta2,
+                         float eps, float weight_decay);
+CQ_API cq_status cq_optimizer_step(cq_optimizer *opt);
+CQ_API void cq_optimizer_zero_grad(cq_optimizer *opt);
+CQ_API void cq_optimizer_free(cq_optimizer *opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

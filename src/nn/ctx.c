@@ -1,0 +1,232 @@
+/* Execution context: owns the tensors a forward pass produces, records the tape of leaf-module
+ * calls when gradients are enabled, and runs backward over it. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "nn/module_impl.h"
+
+struct cq_ctx {
+  cq_tensor **tensors; /* everything allocated through cq_ctx_tensor */
+  int ntensors, cap_tensors;
+  cq_tape_entry *tape;
+  int ntape, cap_tape;
+  int grad_enabled;
+  /* the call being recorded: forward's cq_ctx_save lands here */
+  void *pending_saved;
+  void (*pending_free)(void *);
+};
+
+cq_status cq_ctx_create(cq_ctx **out) {
+  *out = cq_calloc_for(1, sizeof **out, "execution context");
+  return *out ? CQ_OK : CQ_ENOMEM;
+}
+
+static void free_saved(void *saved, void (*fn)(void *)) {
+  if (!saved) return;
+  if (fn) {
+    fn(saved);
+  } else {
+    cq_free(saved);
+  }
+}
+
+void cq_ctx_reset(cq_ctx *ctx) {
+  for (int i = 0; i < ctx->ntensors; i++) cq_tensor_free(ctx->tensors[i]);
+  ctx->ntensors = 0;
+  for (int i = 0; i < ctx->ntape; i++) free_saved(ctx->tape[i].saved, ctx->tape[i].free_saved);
+  ctx->ntape = 0;
+  free_saved(ctx->pending_saved, ctx->pending_free);
+  ctx->pending_saved = NULL;
+}
+
+void cq_ctx_free(cq_ctx *ctx) {
+  if (!ctx) return;
+  cq_ctx_reset(ctx);
+  cq_free(ctx->tensors);
+  cq_free(ctx->tape);
+  cq_free(ctx);
+}
+
+void cq_ctx_set_grad(cq_ctx *ctx, int enabled) { ctx->grad_enabled = enabled; }
+int cq_ctx_grad_enabled(const cq_ctx *ctx) { return ctx->grad_enabled; }
+
+void cq_ctx_save(cq_ctx *ctx, void *saved, void (*free_fn)(void *)) {
+  free_saved(ctx->pending_saved, ctx->pending_free);
+  ctx->pending_saved = saved;
+  ctx->pending_free = free_fn;
+}
+
+static cq_status track(cq_ctx *ctx, cq_tensor *t) {
+  if (ctx->ntensors == ctx->cap_tensors) {
+    int cap = ctx->cap_tensors ? ctx->cap_tensors * 2 : 64;
+    cq_tensor **p = cq_realloc(ctx->tensors, sizeof *p * (size_t)cap);
+    if (!p) {
+      cq_tensor_free(t);
+      return cq_fail(CQ_ENOMEM, "out of memory tracking a tensor");
+    }
+    ctx->tensors = p;
+    ctx->cap_tensors = cap;
+  }
+  ctx->tensors[ctx->ntensors++] = t;
+  return CQ_OK;
+}
+
+cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
+                        cq_tensor **out) {
+  cq_status st = cq_tensor_create(out, dtype, ndim, shape);
+  if (st != CQ_OK) return st;
+  st = track(ctx, *out);
+  if (st != CQ_OK) *out = NULL;
+  return st;
+}
+
+static cq_status record(cq_ctx *ctx, cq_module *m, int nin, cq_tensor *const *in, int nout,
+                        cq_tensor **out) {
+  if (ctx->ntape == ctx->cap_tape) {
+    int cap = ctx->cap_tape ? ctx->cap_tape * 2 : 32;
+    cq_tape_entry *p = cq_realloc(ctx->tape, sizeof *p * (size_t)cap);
+    if (!p) return cq_fail(CQ_ENOMEM, "out of memory recording the tape");
+    ctx->tape = p;
+    ctx->cap_tape = cap;
+  }
+  cq_tape_entry *e = &ctx->tape[ctx->ntape++];
+  memset(e, 0, sizeof *e);
+  e->module = m;
+  e->nin = nin;
+  e->nout = nout;
+  for (int i = 0; i < nin; i++) e->in[i] = in[i];
+  for (int i = 0; i < nout; i++) e->out[i] = out[i];
+  e->saved = ctx->pending_saved;
+  e->free_saved = ctx->pending_free;
+  ctx->pending_saved = NULL;
+  return CQ_OK;
+}
+
+cq_status cq_module_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                            cq_tensor **out) {
+  const cq_module_type *t = m->type;
+  if (!t->forward) return cq_module_fail(m, CQ_EUNSUPPORTED, "this module cannot be run");
+  if (nin < t->nin_min || nin > t->nin_max || nin > CQ_MAX_IO) {
+    return cq_module_fail(m, CQ_EINVAL, "takes %d to %d inputs, got %d", t->nin_min, t->nin_max,
+                          nin);
+  }
+  if (nout < t->nout_min || nout > t->nout_max || nout > CQ_MAX_IO) {
+    return cq_module_fail(m, CQ_EINVAL, "gives %d to %d outputs, %d requested", t->nout_min,
+                          t->nout_max, nout);
+  }
+  for (int i = 0; i < nin; i++) {
+    if (!in[i]) return cq_module_fail(m, CQ_EINVAL, "input %d is NULL", i);
+  }
+  for (int i = 0; i < nout; i++) out[i] = NULL;
+  free_saved(ctx->pending_saved, ctx->pending_free);
+  ctx->pending_saved = NULL;
+  cq_status st = t->forward(m, ctx, nin, in, nout, out);
+  if (st != CQ_OK) {
+    free_saved(ctx->pending_saved, ctx->pending_free);
+    ctx->pending_saved = NULL;
+    return st;
+  }
+  if (ctx->grad_enabled && t->backward) {
+    st = record(ctx, m, nin, in, nout, out);
+    if (st != CQ_OK) return st;
+  } else {
+    free_saved(ctx->pending_saved, ctx->pending_free);
+    ctx->pending_saved = NULL;
+  }
+  if (m->post) {
+    cq_tensor *observed = NULL;
+    st = cq_module_forward(m->post, ctx, 1, &out[0], 1, &observed);
+    if (st != CQ_OK) return st;
+    out[0] = observed;
+  }
+  return CQ_OK;
+}
+
+cq_status cq_module_forward1(cq_module *m, cq_ctx *ctx, cq_tensor *in, cq_tensor **out) {
+  return cq_module_forward(m, ctx, 1, &in, 1, out);
+}
+
+/* --- backward ---------------------------------------------------------------------------------- */
+
+typedef struct grad_map {
+  cq_tensor **keys;
+  cq_tensor **grads;
+  int n, cap;
+} grad_map;
+
+static cq_tensor *grad_lookup(const grad_map *g, const cq_tensor *key) {
+  for (int i = g->n - 1; i >= 0; i--) {
+    if (g->keys[i] == key) return g->grads[i];
+  }
+  return NULL;
+}
+
+/* Adds `grad` into the gradient of `key` (the first gradient is taken as is). */
+static cq_status grad_accumulate(grad_map *g, cq_tensor *key, cq_tensor *grad) {
+  cq_tensor *have = grad_lookup(g, key);
+  if (have) {
+    float *a = have->data;
+    const float *b = grad->data;
+    int64_t n = cq_tensor_numel(have);
+    for (int64_t i = 0; i < n; i++) a[i] += b[i];
+    return CQ_OK;
+  }
+  if (g->n == g->cap) {
+    int cap = g->cap ? g->cap * 2 : 32;
+    cq_tensor **k = cq_realloc(g->keys, sizeof *k * (size_t)cap);
+    if (k) g->keys = k;
+    cq_tensor **v = k ? cq_realloc(g->grads, sizeof *v * (size_t)cap) : NULL;
+    if (v) g->grads = v;
+    if (!k || !v) return cq_fail(CQ_ENOMEM, "out of memory during backward");
+    g->cap = cap;
+  }
+  g->keys[g->n] = key;
+  g->grads[g->n] = grad;
+  g->n++;
+  return CQ_OK;
+}
+
+static int same_shape(const cq_tensor *a, const cq_tensor *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int i = 0; i < a->ndim; i++) {
+    if (a->shape[i] != b->shape[i]) return 0;
+  }
+  return 1;
+}
+
+cq_status cq_ctx_backward(cq_ctx *ctx, cq_tensor *output, const cq_tensor *grad, cq_tensor *input,
+                          cq_tensor **input_grad) {
+  if (input_grad) *input_grad = NULL;
+  if (!same_shape(output, grad) || grad->dtype != CQ_F32 || output->dtype != CQ_F32) {
+    return cq_fail(CQ_ESHAPE, "backward: the gradient must be float32 with the output's shape");
+  }
+  grad_map g = {0};
+  cq_tensor *seed;
+  cq_status st = cq_ctx_tensor(ctx, CQ_F32, grad->ndim, grad->shape, &seed);
+  if (st != CQ_OK) return st;
+  memcpy(seed->data, grad->data, cq_tensor_nbytes(grad));
+  st = grad_accumulate(&g, output, seed);
+  for (int i = ctx->ntape - 1; i >= 0 && st == CQ_OK; i--) {
+    cq_tape_entry *e = &ctx->tape[i];
+    int any = 0;
+    cq_tensor *gout[CQ_MAX_IO] = {0};
+    for (int o = 0; o < e->nout; o++) {
+      gout[o] = grad_lookup(&g, e->out[o]);
+      if (gout[o]) any = 1;
+    }
+    if (!any) continue;
+    for (int o = 0; o < e->nout && st == CQ_OK; o++) {
+      if (!gout[o]) st = cq_ctx_tensor(ctx, CQ_F32, e->out[o]->ndim, e->out[o]->shape, &gout[o]);
+    }
+    if (st != CQ_OK) break;
+    cq_tensor *gin[CQ_MAX_IO] = {0};
+    st = e->module->type->backward(e->module, ctx, e, gout, gin);
+    for (int k = 0; k < e->nin && st == CQ_OK; k++) {
+      if (gin[k]) st = grad_accumulate(&g, e->in[k], gin[k]);
+    }
+  }
+  if (st == CQ_OK && input && input_grad) *input_grad = grad_lookup(&g, input);
+  cq_free(g.keys);
+  cq_free(g.grads);
+  return st;
+}

@@ -1,0 +1,121 @@
+/* nn.Linear: y = x W^T + b over the last dimension; any leading dimensions. */
+#include <string.h>
+
+#include "core/alloc.h"
+#include "cquant/modules.h"
+#include "kernels/fgemm/sgemm.h"
+#include "nn/init.h"
+#include "nn/module_impl.h"
+
+typedef struct linear_impl {
+  int64_t in_features, out_features;
+  int bias;
+} linear_impl;
+
+static cq_status linear_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                int nout, cq_tensor **out) {
+  (void)nin;
+  (void)nout;
+  const linear_impl *p = m->impl;
+  const cq_tensor *x = in[0];
+  if (x->dtype != CQ_F32) return cq_module_fail(m, CQ_EINVAL, "input must be float32");
+  if (x->ndim < 1 || x->shape[x->ndim - 1] != p->in_features) {
+    char s[128];
+    return cq_module_fail(m, CQ_ESHAPE, "input of shape %s does not end in in_features=%lld",
+                          cq_shape_str(x->ndim, x->shape, s, sizeof s), (long long)p->in_features);
+  }
+  int64_t shape[CQ_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+  shape[x->ndim - 1] = p->out_features;
+  cq_tensor *y;
+  cq_status st = cq_ctx_tensor(ctx, CQ_F32, x->ndim, shape, &y);
+  if (st != CQ_OK) return st;
+  const int64_t rows = cq_tensor_numel(x) / (p->in_features ? p->in_features : 1);
+  const cq_tensor *w = m->tensors[0].tensor;
+  float *yd = y->data;
+  if (p->bias) {
+    const float *b = m->tensors[1].tensor->data;
+    for (int64_t r = 0; r < rows; r++) memcpy(yd + r * p->out_features, b, sizeof(float) * (size_t)p->out_features);
+  }
+  cq_sgemm(0, 1, rows, p->out_features, p->in_features, 1.0f, x->data, p->in_features, w->data,
+           p->in_features, p->bias ? 1.0f : 0.0f, yd, p->out_features);
+  out[0] = y;
+  return CQ_OK;
+}
+
+static cq_status linear_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e,
+                                 cq_tensor *const *gout, cq_tensor **gin) {
+  const linear_impl *p = m->impl;
+  const cq_tensor *x = e->in[0];
+  const cq_tensor *gy = gout[0];
+  const int64_t rows = cq_tensor_numel(x) / (p->in_features ? p->in_features : 1);
+  cq_named_tensor *w = &m->tensors[0];
+  cq_tensor *gx;
+  cq_status st = cq_ctx_tensor(ctx, CQ_F32, x->ndim, x->shape, &gx);
+  if (st != CQ_OK) return st;
+  /* gx = gy W ; gW += gy^T x ; gb += sum_rows gy */
+  cq_sgemm(0, 0, rows, p->in_features, p->out_features, 1.0f, gy->data, p->out_features,
+           w->tensor->data, p->in_features, 0.0f, gx->data, p->in_features);
+  cq_sgemm(1, 0, p->out_features, p->in_features, rows, 1.0f, gy->data, p->out_features, x->data,
+           p->in_features, 1.0f, w->grad->data, p->in_features);
+  if (p->bias) {
+    float *gb = m->tensors[1].grad->data;
+    const float *g = gy->data;
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t j = 0; j < p->out_features; j++) gb[j] += g[r * p->out_features + j];
+    }
+  }
+  gin[0] = gx;
+  return CQ_OK;
+}
+
+static void linear_extra_repr(const cq_module *m, cq_strbuf *sb) {
+  const linear_impl *p = m->impl;
+  cq_strbuf_appendf(sb, "in_features=%lld, out_features=%lld, bias=%s", (long long)p->in_features,
+                    (long long)p->out_features, p->bias ? "True" : "False");
+}
+
+static const cq_module_type linear_type = {
+    .name = "Linear",
+    .forward = linear_forward,
+    .backward = linear_backward,
+    .extra_repr = linear_extra_repr,
+    .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+};
+
+cq_status cq_linear(cq_module **out, int64_t in_features, int64_t out_features, int bias) {
+  *out = NULL;
+  if (in_features < 0 || out_features < 0) {
+    return cq_fail(CQ_EINVAL, "Linear: in_features %lld and out_features %lld must be >= 0",
+                   (long long)in_features, (long long)out_features);
+  }
+  linear_impl *p = cq_calloc_for(1, sizeof *p, "Linear");
+  if (!p) return CQ_ENOMEM;
+  p->in_features = in_features;
+  p->out_features = out_features;
+  p->bias = bias != 0;
+  cq_module *m;
+  cq_status st = cq_module_new(&linear_type, p, &m);
+  if (st != CQ_OK) return st;
+  int64_t wshape[2] = {out_features, in_features};
+  cq_tensor *w = NULL, *b = NULL;
+  st = cq_tensor_create(&w, CQ_F32, 2, wshape);
+  const float bound = cq_init_fan_in_bound(in_features);
+  if (st == CQ_OK) {
+    cq_init_uniform(w, bound);
+    st = cq_module_add_parameter(m, "weight", w);
+  }
+  if (st == CQ_OK && p->bias) {
+    st = cq_tensor_create(&b, CQ_F32, 1, &out_features);
+    if (st == CQ_OK) {
+      cq_init_uniform(b, bound);
+      st = cq_module_add_parameter(m, "bias", b);
+    }
+  }
+  if (st != CQ_OK) {
+    cq_module_free(m);
+    return st;
+  }
+  *out = m;
+  return CQ_OK;
+}
