@@ -13,5 +13,6 @@
 #include "cquant/npy.h"
 #include "cquant/nn.h"
 #include "cquant/modules.h"
+#include "cquant/safetensors.h"
 
 #endif

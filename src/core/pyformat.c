@@ -231,3 +231,24 @@ void cq_format_torch_int_tensor_1d(cq_strbuf *sb, const int64_t *values, int64_t
   if (dtype_suffix && dtype_suffix[0]) cq_strbuf_appendf(sb, ", dtype=%s", dtype_suffix);
   cq_strbuf_append(sb, ")");
 }
+
+void cq_strbuf_append_indented(cq_strbuf *sb, const char *text, int indent) {
+  for (const char *p = text; *p; p++) {
+    cq_strbuf_append_n(sb, p, 1);
+    if (*p == '\n') {
+      for (int i = 0; i < indent; i++) cq_strbuf_append(sb, " ");
+    }
+  }
+}
+
+void cq_format_leaf_repr(cq_strbuf *sb, const char *name, const char *extra) {
+  cq_strbuf_appendf(sb, "%s(", name);
+  if (extra[0] && strchr(extra, '\n')) {
+    cq_strbuf_append(sb, "\n  ");
+    cq_strbuf_append_indented(sb, extra, 2);
+    cq_strbuf_append(sb, "\n");
+  } else {
+    cq_strbuf_append(sb, extra);
+  }
+  cq_strbuf_append(sb, ")");
+}

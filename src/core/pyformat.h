@@ -22,4 +22,10 @@ void cq_format_torch_tensor_1d(cq_strbuf *sb, const float *values, int64_t n);
 void cq_format_torch_int_tensor_1d(cq_strbuf *sb, const int64_t *values, int64_t n,
                                    const char *dtype_suffix);
 
+/* Appends `text` with every line after the first indented by `indent` spaces (torch's _addindent). */
+void cq_strbuf_append_indented(cq_strbuf *sb, const char *text, int indent);
+/* nn.Module.__repr__ of a module without children: "Name(extra)" when extra is one line, else
+ * "Name(\n  extra-lines-indented-by-2\n)"; "Name()" when extra is empty. */
+void cq_format_leaf_repr(cq_strbuf *sb, const char *name, const char *extra);
+
 #endif

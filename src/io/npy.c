@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "io/atomic_file.h"
 
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
@@ -567,7 +568,7 @@ static cq_status npy_resolve_descr(const npy_dict *d, npy_header *h) {
                  "'|i1', '<i4', '<i8')", shown);
 }
 
-/* Parses and interprets the header text (`len` bytes at file offset h->preamble). */
+/* Parses and interprets the header text (h->header_len bytes found at file offset h->preamble). */
 static cq_status npy_parse_header(const char *text, npy_header *h) {
   npy_cursor c = {text, h->header_len, 0, h->preamble, h->major};
   npy_dict d;
@@ -791,58 +792,6 @@ static int npy_write_data(FILE *f, const cq_tensor *t, size_t bytes) {
   return 1;
 }
 
-/* Creates path + ".tmp.XXXXXX" exclusively, with mode 0666 & ~umask like any new file (or the mode
- * of the file it will replace). Returns the fd, or -1 with errno set. */
-static int npy_open_temp(const char *path, char *tmp, size_t cap) {
-  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  static unsigned long counter;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  uint64_t state = (uint64_t)getpid() << 32 ^ (uint64_t)now.tv_nsec ^ (uint64_t)now.tv_sec << 20;
-  for (int attempt = 0; attempt < 100; attempt++) {
-    state += 0x9e3779b97f4a7c15ull * (__atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED) + 1);
-    uint64_t x = state;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    char suffix[7];
-    for (int i = 0; i < 6; i++, x /= 62) suffix[i] = alphabet[x % 62];
-    suffix[6] = '\0';
-    snprintf(tmp, cap, "%s.tmp.%s", path, suffix);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0) {
-      struct stat old;
-      /* Best effort: a file that keeps the default mode is still a correct result. */
-      if (stat(path, &old) == 0 && S_ISREG(old.st_mode)) (void)fchmod(fd, old.st_mode & 07777);
-      return fd;
-    }
-    if (errno != EEXIST) return -1;
-  }
-  return -1;
-}
-
-/* Writes header and data into the open temporary file and closes it; returns 0 with errno set on
- * failure. */
-static int npy_write_file(int fd, const char *header, size_t header_bytes, const cq_tensor *t,
-                          size_t data_bytes) {
-  FILE *f = fdopen(fd, "wb");
-  if (!f) {
-    int err = errno;
-    close(fd);
-    errno = err;
-    return 0;
-  }
-  int ok = fwrite(header, 1, header_bytes, f) == header_bytes && npy_write_data(f, t, data_bytes) &&
-           fflush(f) == 0;
-  int err = errno;
-  if (fclose(f) != 0 && ok) {
-    ok = 0;
-    err = errno;
-  }
-  errno = err;
-  return ok;
-}
-
 cq_status cq_npy_save(const char *path, const cq_tensor *tensor) {
   if (!path) return cq_fail(CQ_EINVAL, "cq_npy_save: path is NULL");
   char shown[400];
@@ -858,22 +807,15 @@ cq_status cq_npy_save(const char *path, const cq_tensor *tensor) {
   }
   char header[512];
   size_t header_bytes = npy_format_header(tensor, header, sizeof header);
-  size_t tmp_cap = strlen(path) + sizeof ".tmp.XXXXXX";
-  char *tmp = cq_malloc_for(tmp_cap, "a temporary file name");
-  if (!tmp) return cq_fail_context(CQ_ENOMEM, "%s", shown);
-  char shown_tmp[400];
-  int fd = npy_open_temp(path, tmp, tmp_cap);
-  if (fd < 0) {
-    st = cq_fail(CQ_EIO, "%s: cannot create a temporary file beside it: %s", shown,
-                 strerror(errno));
-  } else if (!npy_write_file(fd, header, header_bytes, tensor, (size_t)numel * info->size)) {
-    st = cq_fail(CQ_EIO, "%s: cannot write the temporary file %s: %s", shown,
-                 npy_show_path(tmp, shown_tmp, sizeof shown_tmp), strerror(errno));
-  } else if (rename(tmp, path) != 0) {
-    st = cq_fail(CQ_EIO, "%s: cannot rename the temporary file %s into place: %s", shown,
-                 npy_show_path(tmp, shown_tmp, sizeof shown_tmp), strerror(errno));
+  cq_atomic_file af;
+  st = cq_atomic_open(&af, path);
+  if (st != CQ_OK) return st;
+  if (fwrite(header, 1, header_bytes, af.f) != header_bytes ||
+      !npy_write_data(af.f, tensor, (size_t)numel * info->size)) {
+    st = cq_fail(CQ_EIO, "%s: cannot write: %s", shown, strerror(errno));
+    cq_atomic_abort(&af);
+    return st;
   }
-  if (st != CQ_OK && fd >= 0) unlink(tmp);
-  cq_free(tmp);
+  st = cq_atomic_commit(&af);
   return st;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pyformat.h"
 #include "nn/module_impl.h"
 
 static char *dup_string(const char *s) {
@@ -278,16 +279,6 @@ int cq_module_is_training(const cq_module *m) { return m->training; }
 
 /* --- printing ---------------------------------------------------------------------------------- */
 
-/* Appends `text` with every line after the first indented by `indent` spaces (_addindent). */
-static void append_indented(cq_strbuf *sb, const char *text, int indent) {
-  for (const char *p = text; *p; p++) {
-    cq_strbuf_append_n(sb, p, 1);
-    if (*p == '\n') {
-      for (int i = 0; i < indent; i++) cq_strbuf_append(sb, " ");
-    }
-  }
-}
-
 static void module_repr(const cq_module *m, cq_strbuf *sb) {
   if (m->type->repr) {
     m->type->repr(m, sb);
@@ -304,14 +295,14 @@ static void module_repr(const cq_module *m, cq_strbuf *sb) {
   } else if (e[0] || m->nchildren) {
     if (e[0]) {
       cq_strbuf_append(sb, "\n  ");
-      append_indented(sb, e, 2);
+      cq_strbuf_append_indented(sb, e, 2);
     }
     for (int c = 0; c < m->nchildren; c++) {
       cq_strbuf child;
       cq_strbuf_init(&child);
       module_repr(m->children[c], &child);
       cq_strbuf_appendf(sb, "\n  (%s): ", m->child_names[c]);
-      append_indented(sb, cq_strbuf_str(&child), 2);
+      cq_strbuf_append_indented(sb, cq_strbuf_str(&child), 2);
       if (child.failed) sb->failed = 1;
       cq_strbuf_release(&child);
     }

@@ -65,6 +65,10 @@ const cq_observer_vtable cq_moving_average_minmax_observer_vtable = {
 static cq_status channel_min_max(const cq_observer *obs, const float *x, int ndim,
                                  const int64_t *shape, int64_t *channels, float **mn_out,
                                  float **mx_out) {
+  if (ndim < 2) {
+    return cq_fail(CQ_ESHAPE, "per-channel observers need an input of at least 2 dimensions (got "
+                   "%d), as PyTorch's", ndim);
+  }
   int axis = obs->cfg.ch_axis < 0 ? ndim + obs->cfg.ch_axis : obs->cfg.ch_axis;
   if (axis < 0 || axis >= ndim) {
     return cq_fail(CQ_ESHAPE, "ch_axis %d is out of range for a rank-%d batch", obs->cfg.ch_axis,
@@ -168,11 +172,15 @@ static cq_status per_channel_qparams(cq_observer *obs, cq_qparams *out) {
 }
 
 static void per_channel_repr(const cq_observer *obs, cq_strbuf *sb) {
-  cq_strbuf_appendf(sb, "%s(min_val=", cq_observer_class_name(obs->cfg.kind));
-  cq_format_torch_tensor_1d(sb, obs->min_vals, obs->channels);
-  cq_strbuf_append(sb, ", max_val=");
-  cq_format_torch_tensor_1d(sb, obs->max_vals, obs->channels);
-  cq_strbuf_append(sb, ")");
+  cq_strbuf extra;
+  cq_strbuf_init(&extra);
+  cq_strbuf_append(&extra, "min_val=");
+  cq_format_torch_tensor_1d(&extra, obs->min_vals, obs->channels);
+  cq_strbuf_append(&extra, ", max_val=");
+  cq_format_torch_tensor_1d(&extra, obs->max_vals, obs->channels);
+  cq_format_leaf_repr(sb, cq_observer_class_name(obs->cfg.kind), cq_strbuf_str(&extra));
+  if (extra.failed) sb->failed = 1;
+  cq_strbuf_release(&extra);
 }
 
 const cq_observer_vtable cq_per_channel_minmax_observer_vtable = {

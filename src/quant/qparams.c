@@ -159,11 +159,15 @@ cq_status cq_quant_range_resolve(cq_qdtype dtype, int reduce_range, int has_cust
       return cq_fail(CQ_EINVAL, "quant_min %lld must be less than quant_max %lld",
                      (long long)custom_min, (long long)custom_max);
     }
-    int64_t lo, hi;
-    if (cq_qdtype_range(dtype, &lo, &hi) == CQ_OK && (custom_min < lo || custom_max > hi)) {
-      return cq_fail(CQ_EINVAL, "quant range [%lld, %lld] does not fit in %s [%lld, %lld]",
-                     (long long)custom_min, (long long)custom_max, cq_qdtype_name(dtype),
-                     (long long)lo, (long long)hi);
+    /* PyTorch bounds the range length for qint8 and qint32 only (quint8 ranges are not checked) */
+    const int64_t len = custom_max - custom_min + 1;
+    if (dtype == CQ_QINT8 && len > 256) {
+      return cq_fail(CQ_EINVAL, "quant range [%lld, %lld] is longer than qint8's 256 values",
+                     (long long)custom_min, (long long)custom_max);
+    }
+    if (dtype == CQ_QINT32 && len > ((int64_t)1 << 31)) {
+      return cq_fail(CQ_EINVAL, "quant range [%lld, %lld] is longer than 2^31 values (PyTorch's "
+                     "qint32 limit)", (long long)custom_min, (long long)custom_max);
     }
     if (reduce_range) {
       custom_min = floor_div2(custom_min);
@@ -215,7 +219,7 @@ cq_status cq_calculate_qparams(const cq_qparam_rule *rule, float min_val, float 
 
   if (rule->qscheme == CQ_PER_CHANNEL_AFFINE_FLOAT_QPARAMS) {
     /* raw min/max, "scale > eps ? scale : 1", unrounded float zero point */
-    scale = (max_val - min_val) / (float)(qmax - qmin);
+    scale = (max_val - min_val) / (float)((int64_t)qmax - qmin);
     if (!(scale > eps)) scale = 1.0f;
     float zpf = -min_val / scale;
     if (zp_float_out) *zp_float_out = zpf;

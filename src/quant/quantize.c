@@ -48,6 +48,10 @@ static inline int32_t load_q(const void *q, cq_qdtype dtype, int64_t i) {
   }
 }
 
+/* q - zp in int32 arithmetic with wrap-around, as PyTorch's kernels compute it (without C's
+ * undefined behaviour on overflow). */
+static inline int32_t wrap_sub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
+
 /* One run of n values with one (inv_scale, zp). */
 static void quantize_run(const float *x, int64_t n, float inv, int32_t zp, int32_t lo, int32_t hi,
                          cq_qdtype dtype, void *out, int64_t out_offset) {
@@ -83,11 +87,9 @@ cq_status cq_quantize_per_tensor(const float *x, int64_t n, float scale, int32_t
 cq_status cq_dequantize_per_tensor(const void *q, int64_t n, float scale, int32_t zero_point,
                                    cq_qdtype dtype, float *out) {
   int64_t lo, hi;
-  cq_status st = cq_qdtype_range(dtype, &lo, &hi);
+  cq_status st = check_scale_zp(scale, zero_point, dtype, &lo, &hi);
   if (st != CQ_OK) return st;
-  for (int64_t i = 0; i < n; i++) {
-    out[i] = scale * (float)(load_q(q, dtype, i) - zero_point);
-  }
+  for (int64_t i = 0; i < n; i++) out[i] = scale * (float)wrap_sub(load_q(q, dtype, i), zero_point);
   return CQ_OK;
 }
 
@@ -116,14 +118,8 @@ cq_status cq_quantize_per_channel(const float *x, int64_t outer, int64_t channel
         const float inv = scales[c] == 0.0f ? 1.0f : 1.0f / scales[c];
         const float zpf = zero_points_float[c];
         for (int64_t i = 0; i < inner; i++) {
-          float r = cq_rne_f32(x[base + i] * inv + zpf);
-          int32_t q;
-          if (isnan(r) || isinf(r)) {
-            q = (int32_t)lo;
-          } else {
-            q = r < (float)lo ? (int32_t)lo : r > (float)hi ? (int32_t)hi : (int32_t)r;
-          }
-          store_q(out, dtype, base + i, q);
+          store_q(out, dtype, base + i,
+                  cq_quantize_val_float_zp(x[base + i], inv, zpf, (int32_t)lo, (int32_t)hi));
         }
       } else {
         quantize_run(x + base, inner, 1.0f / scales[c], zero_points[c], (int32_t)lo, (int32_t)hi,
@@ -152,7 +148,7 @@ cq_status cq_dequantize_per_channel(const void *q, int64_t outer, int64_t channe
       } else {
         const int32_t zp = zero_points[c];
         for (int64_t i = 0; i < inner; i++) {
-          out[base + i] = s * (float)(load_q(q, dtype, base + i) - zp);
+          out[base + i] = s * (float)wrap_sub(load_q(q, dtype, base + i), zp);
         }
       }
     }
@@ -250,28 +246,24 @@ static cq_status check_fake_quant_args(float scale, int32_t zp, int32_t qmin, in
     return cq_fail(CQ_EINVAL, "zero point %d is outside [quant_min, quant_max] = [%d, %d]", zp,
                    qmin, qmax);
   }
-  if (!(scale > 0.0f) || isinf(scale)) {
-    return cq_fail(CQ_EINVAL, "scale %g must be finite and positive", scale);
+  /* PyTorch does not reject an infinite scale here (ChooseQuantizationParams can produce one from a
+   * range near FLT_MAX); its output is then NaN, as ours. */
+  if (!(scale > 0.0f)) {
+    return cq_fail(CQ_EINVAL, "scale %g must be positive", scale);
   }
   return CQ_OK;
 }
 
-/* One run: y = (clamp(q, qmin, qmax) - zp) * scale with q = rne(x * inv) + zp unclamped; the mask
- * is taken on the unclamped q. NaN/Inf behave as x86's INT_MIN conversion: clamped to qmin, mask 0. */
+/* One run: y = (clamp(q, qmin, qmax) - zp) * scale with q the unclamped quantized value; the mask is
+ * taken on the unclamped q. NaN/Inf convert to INT64_MIN as on x86: clamped to qmin, mask 0. */
 static void fake_quant_run(const float *x, int64_t n, float scale, int32_t zp, int32_t qmin,
                            int32_t qmax, float *y, uint8_t *mask) {
   const float inv = 1.0f / scale;
   for (int64_t i = 0; i < n; i++) {
-    float r = cq_rne_f32(x[i] * inv);
-    int64_t q;
-    if (isnan(r) || isinf(r)) {
-      q = (int64_t)INT32_MIN + zp;
-    } else {
-      double d = (double)r + zp;
-      q = d < -9.0e18 ? INT64_MIN / 2 : d > 9.0e18 ? INT64_MAX / 2 : (int64_t)d;
-    }
-    int64_t c = q < qmin ? qmin : q > qmax ? qmax : q;
-    y[i] = (float)(c - zp) * scale;
+    const int64_t q = cq_quantize_unclamped(x[i], inv, zp);
+    const int64_t c = q < qmin ? qmin : q > qmax ? qmax : q;
+    /* torch computes (fmin(fmax(q, qmin), qmax) - zp) * scale in double */
+    y[i] = (float)((double)(c - zp) * (double)scale);
     if (mask) mask[i] = (uint8_t)(q >= qmin && q <= qmax);
   }
 }
@@ -304,5 +296,5 @@ cq_status cq_fake_quantize_per_channel(const float *x, int64_t outer, int64_t ch
 }
 
 void cq_fake_quantize_backward(const float *dy, const uint8_t *mask, int64_t n, float *dx) {
-  for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (float)mask[i]; /* dy * mask keeps -0.0 */
 }

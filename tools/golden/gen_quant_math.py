@@ -528,7 +528,6 @@ def gen_fake_quantize(w, rng):
         ("recip_ties", 0.00214854861, 0, 0, 255, "ties"),
         ("int32_range", 1.0, 1, -2 ** 31, 2 ** 31 - 1, "int32"),
         ("int32_range_zp0", 0.5, 0, -2 ** 31, 2 ** 31 - 1, "int32"),
-        ("wide_int64", 1.0, 3, -2 ** 40, 2 ** 40, "int32"),
         ("huge_finite", 0.1, 10, 0, 255, "huge"),
         ("nonfinite", 0.5, 10, 0, 255, "nonfinite"),
         ("nonfinite_signed", 0.5, -3, -128, 127, "nonfinite"),
