@@ -1,8 +1,9 @@
 /* Quantize, dequantize and fake-quantize, bit-exact with PyTorch 1.13 on x86.
  *
- * quantize:    q = clamp(rne(f32(x * f32(1 / scale))) + zp, dtype range)
+ * quantize:    q = clamp(int64(f32(zp + rne(f32(x * f32(1 / scale))))), dtype range)
  *              (multiply by the float32 reciprocal, round half to even, add the zero point after
- *              rounding). NaN and +-Inf give the dtype minimum, as x86's float->int conversion does.
+ *              rounding, in float32 as ATen's quantize_val does). NaN, +-Inf and values beyond int64
+ *              give the dtype minimum, as x86's float->int64 conversion does.
  * dequantize:  x = f32(scale) * f32(q - zp)
  * fake-quant:  y = (clamp(q, qmin, qmax) - zp) * scale with q unclamped as above; the
  *              straight-through backward passes dy where qmin <= q <= qmax and 0 elsewhere.
