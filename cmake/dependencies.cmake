@@ -14,6 +14,31 @@ if(NOT CQ_CJSON_INCLUDE OR NOT CQ_CJSON_LIB)
                       "run `make deps`)")
 endif()
 
+find_path(CQ_CBLAS_INCLUDE cblas.h PATH_SUFFIXES openblas-pthread openblas)
+find_library(CQ_OPENBLAS_LIB openblas)
+if(NOT CQ_CBLAS_INCLUDE OR NOT CQ_OPENBLAS_LIB)
+  message(FATAL_ERROR "cquant needs OpenBLAS for the float GEMM (Debian package: libopenblas-dev; "
+                      "run `make deps`)")
+endif()
+include_directories(SYSTEM ${CQ_CBLAS_INCLUDE})
+
 find_package(Threads REQUIRED)
 
-set(CQ_SYSTEM_LIBS ${CQ_CJSON_LIB} Threads::Threads ${CQ_LIBM})
+set(CQ_SYSTEM_LIBS ${CQ_CJSON_LIB} ${CQ_OPENBLAS_LIB} Threads::Threads ${CQ_LIBM})
+
+# Threads for the kernels' thread pool (part of glibc on current Debian).
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)
+list(APPEND CQ_SYSTEM_LIBS Threads::Threads)
+
+# Optional: oneDNN (Debian package libdnnl-dev), only for the benchmarks in bench/, which compare
+# against it in the same process. The library and the tests never need it.
+find_path(CQ_DNNL_INCLUDE_DIR dnnl.h PATH_SUFFIXES oneapi/dnnl)
+find_library(CQ_DNNL_LIBRARY dnnl)
+if(CQ_DNNL_INCLUDE_DIR AND CQ_DNNL_LIBRARY)
+  set(CQ_DNNL_FOUND ON)
+  message(STATUS "oneDNN found (benchmarks compare against it): ${CQ_DNNL_LIBRARY}")
+else()
+  set(CQ_DNNL_FOUND OFF)
+  message(STATUS "oneDNN not found: benchmarks run without the oneDNN anchor (Debian package libdnnl-dev)")
+endif()

@@ -1,26 +1,43 @@
+/* Float GEMM through OpenBLAS's CBLAS interface (Debian's libopenblas-dev): the float path is the
+ * baseline int8 is measured against, so it uses the tuned library rather than our own loops. */
 #include "kernels/fgemm/sgemm.h"
 
+#include <cblas.h>
 #include <string.h>
 
 void cq_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
               int64_t ldc) {
-  for (int64_t i = 0; i < m; i++) {
-    float *crow = c + i * ldc;
-    if (beta == 0.0f) {
-      memset(crow, 0, sizeof(float) * (size_t)n);
-    } else if (beta != 1.0f) {
-      for (int64_t j = 0; j < n; j++) crow[j] *= beta;
-    }
-    for (int64_t p = 0; p < k; p++) {
-      const float av = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
-      if (av == 0.0f) continue;
-      if (!trans_b) {
-        const float *brow = b + p * ldb;
-        for (int64_t j = 0; j < n; j++) crow[j] += av * brow[j];
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) { /* BLAS leaves C untouched only when beta == 1; honour beta ourselves */
+    for (int64_t i = 0; i < m; i++) {
+      float *row = c + i * ldc;
+      if (beta == 0.0f) {
+        memset(row, 0, sizeof(float) * (size_t)n);
       } else {
-        for (int64_t j = 0; j < n; j++) crow[j] += av * b[j * ldb + p];
+        for (int64_t j = 0; j < n; j++) row[j] *= beta;
       }
+    }
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
+              (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+void cq_sgemm_reference(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                        const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                        float *c, int64_t ldc) {
+  for (int64_t i = 0; i < m; i++) {
+    for (int64_t j = 0; j < n; j++) {
+      double acc = 0.0;
+      for (int64_t p = 0; p < k; p++) {
+        const float av = trans_a ? a[p * lda + i] : a[i * lda + p];
+        const float bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+        acc += (double)av * (double)bv;
+      }
+      float *cv = &c[i * ldc + j];
+      *cv = (float)(alpha * acc + (beta == 0.0f ? 0.0 : (double)beta * *cv));
     }
   }
 }
