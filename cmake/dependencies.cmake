@@ -22,12 +22,26 @@ if(NOT CQ_CBLAS_INCLUDE OR NOT CQ_OPENBLAS_LIB)
 endif()
 include_directories(SYSTEM ${CQ_CBLAS_INCLUDE})
 
+find_path(CQ_ZLIB_INCLUDE zlib.h)
+find_library(CQ_ZLIB_LIB z)
+if(NOT CQ_ZLIB_INCLUDE OR NOT CQ_ZLIB_LIB)
+  message(FATAL_ERROR "cquant needs zlib for gzip-compressed IDX files (Debian package: zlib1g-dev; "
+                      "run `make deps`)")
+endif()
+
 find_package(Threads REQUIRED)
 
-set(CQ_SYSTEM_LIBS ${CQ_CJSON_LIB} ${CQ_OPENBLAS_LIB} Threads::Threads ${CQ_LIBM})
+set(CQ_SYSTEM_LIBS ${CQ_CJSON_LIB} ${CQ_OPENBLAS_LIB} ${CQ_ZLIB_LIB} Threads::Threads ${CQ_LIBM})
 
 # Threads for the kernels' thread pool (part of glibc on current Debian).
 set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_path(CQ_ZLIB_INCLUDE zlib.h)
+find_library(CQ_ZLIB_LIB z)
+if(NOT CQ_ZLIB_INCLUDE OR NOT CQ_ZLIB_LIB)
+  message(FATAL_ERROR "cquant needs zlib for gzip-compressed IDX files (Debian package: zlib1g-dev; "
+                      "run `make deps`)")
+endif()
+
 find_package(Threads REQUIRED)
 list(APPEND CQ_SYSTEM_LIBS Threads::Threads)
 

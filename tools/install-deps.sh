@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cquant's build and tests need, when missing.
 set -euo pipefail
-packages=(cmake make gcc libc6-dev libcjson-dev libopenblas-dev)
+packages=(cmake make gcc libc6-dev libcjson-dev libopenblas-dev zlib1g-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

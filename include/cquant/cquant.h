@@ -11,8 +11,10 @@
 #include "cquant/observer.h"
 #include "cquant/qconfig.h"
 #include "cquant/npy.h"
+#include "cquant/idx.h"
 #include "cquant/nn.h"
 #include "cquant/modules.h"
+#include "cquant/graph.h"
 #include "cquant/safetensors.h"
 
 #endif
