@@ -46,7 +46,7 @@ static void expect_error(const unsigned char *b, size_t n, int gz, const char *n
 }
 
 int main(void) {
-  unsigned char b[256];
+  unsigned char b[256] = {0};
   for (int gz = 0; gz < 2; gz++) {
     uint32_t d2[2] = {2, 3};
     size_t h = header(b, 0x08, 2, d2);
