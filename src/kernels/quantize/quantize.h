@@ -1,0 +1,34 @@
+/* Vector kernels for quantizing float activations to quint8 (dynamic ops): the range scan
+ * (min, max, NaN check) and quantize_per_tensor's rule for finite inputs,
+ *   q = clamp(rne(f32(x * inv_scale)) + zp, 0, 255)
+ * computed as rne(clamp(x * inv_scale, -zp, 255 - zp)) + zp, which is the same for every finite x
+ * because the clamp bounds are integers. (Callers reject NaN and infinities before quantizing:
+ * a dynamic op cannot choose qparams for them.) One file per ISA; all give identical bytes. */
+#ifndef CQ_KERNELS_QUANTIZE_H
+#define CQ_KERNELS_QUANTIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Min and max over rows x cols floats (row stride ld elements); *nonfinite = 1 if any value is
+ * NaN or infinite (min/max are then meaningless). rows*cols must be > 0. */
+typedef void (*cq_f32_range_fn)(const float *x, size_t rows, size_t cols, size_t ld, float *min,
+                                float *max, int *nonfinite);
+void cq_f32_range__scalar(const float *x, size_t rows, size_t cols, size_t ld, float *min,
+                          float *max, int *nonfinite);
+void cq_f32_range__avx2(const float *x, size_t rows, size_t cols, size_t ld, float *min,
+                        float *max, int *nonfinite);
+void cq_f32_range__avx512(const float *x, size_t rows, size_t cols, size_t ld, float *min,
+                          float *max, int *nonfinite);
+
+/* y[r, c] = quantize(x[r, c]) as above, zp in [0, 255]. */
+typedef void (*cq_f32_qu8_fn)(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
+                              int32_t zp, uint8_t *y, size_t ldy);
+void cq_f32_qu8__scalar(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
+                        int32_t zp, uint8_t *y, size_t ldy);
+void cq_f32_qu8__avx2(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
+                      int32_t zp, uint8_t *y, size_t ldy);
+void cq_f32_qu8__avx512(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
+                        int32_t zp, uint8_t *y, size_t ldy);
+
+#endif

@@ -1,0 +1,38 @@
+/* AVX-512 requantization kernel: 16 channels per step, the tail with masked loads and stores. */
+#include "kernels/requant/avx512-inl.h"
+
+void cq_requant__avx512(size_t rows, size_t channels, const int32_t *acc, size_t acc_stride,
+                        const cq_requant_params *p, size_t c0, void *y, size_t y_stride) {
+  const cq_rq512 k = cq_rq512_init(p);
+  const size_t esize = p->kind == CQ_OUT_F32 ? sizeof(float) : 1;
+  for (size_t r = 0; r < rows; r++) {
+    const int32_t *a = acc + r * acc_stride;
+    char *out = (char *)y + r * y_stride * esize;
+    for (size_t j = 0; j < channels; j += 16) {
+      const size_t n = channels - j < 16 ? channels - j : 16;
+      const __mmask16 mask = (__mmask16)((1u << n) - 1);
+      const __m512i v = _mm512_maskz_loadu_epi32(mask, a + j);
+      const size_t c = c0 + j;
+      if (c + 16 <= (size_t)p->padded) {
+        cq_rq512_store(p, &k, v, c, out + j * esize, mask);
+      } else {
+        /* c0 not a multiple of 16: gather the channel constants into a padded copy */
+        cq_requant_params q = *p;
+        int32_t ib[16] = {0};
+        float sc[16], fb[16] = {0}, mu[16];
+        for (size_t i = 0; i < 16; i++) {
+          const int in = c + i < (size_t)p->padded;
+          ib[i] = in ? p->ibias[c + i] : 0;
+          sc[i] = in ? p->scale[c + i] : 1.0f;
+          fb[i] = in ? p->fbias[c + i] : 0.0f;
+          mu[i] = in ? p->mult[c + i] : 1.0f;
+        }
+        q.ibias = ib;
+        q.scale = sc;
+        q.fbias = fb;
+        q.mult = mu;
+        cq_rq512_store(&q, &k, v, 0, out + j * esize, mask);
+      }
+    }
+  }
+}

@@ -1,0 +1,314 @@
+/* Graph: a container whose forward runs an explicit dataflow of nodes over numbered values (see
+ * include/cquant/graph.h).
+ *
+ * Each graph carries its own copy of the module type so that it can print under a class name the
+ * user chooses ("ResBlock(...)") and accept exactly its number of inputs and outputs. Nodes refer
+ * to their module by child index (checked against the name on every run), so cq_module_replace on
+ * "graph.child" swaps the module a node calls. */
+#include <ctype.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "cquant/graph.h"
+#include "nn/module_impl.h"
+
+typedef struct graph_node {
+  char *name;
+  int child; /* index into the graph's children */
+  int nin, nout;
+  int inputs[CQ_MAX_IO];
+  int outputs[CQ_MAX_IO];
+} graph_node;
+
+typedef struct graph_impl {
+  cq_module_type type; /* this graph's type: name, input and output counts */
+  char *class_name;
+  int ninputs;
+  int nvalues;
+  graph_node *nodes;
+  int nnodes, cap_nodes;
+  int noutputs;
+  int outputs[CQ_MAX_IO];
+} graph_impl;
+
+static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                               cq_tensor **out);
+
+static char *dup_string(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *p = cq_malloc_for(n, "name");
+  if (p) memcpy(p, s, n);
+  return p;
+}
+
+static void graph_destroy(void *impl) {
+  graph_impl *p = impl;
+  if (!p) return;
+  for (int i = 0; i < p->nnodes; i++) cq_free(p->nodes[i].name);
+  cq_free(p->nodes);
+  cq_free(p->class_name);
+  cq_free(p);
+}
+
+static const cq_module_type graph_type_template = {
+    .name = "Graph",
+    .forward = graph_forward,
+    .destroy_impl = graph_destroy,
+    .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+};
+
+int cq_is_graph(const cq_module *m) { return m && m->type->forward == graph_forward; }
+
+static cq_status as_graph(const cq_module *m, const char *fn, graph_impl **out) {
+  if (!m) return cq_fail(CQ_EINVAL, "%s: the graph is NULL", fn);
+  if (!cq_is_graph(m)) {
+    return cq_fail(CQ_EINVAL, "%s: %s is not a graph (made by cq_graph)", fn, m->type->name);
+  }
+  *out = m->impl;
+  return CQ_OK;
+}
+
+static int child_index(const cq_module *m, const char *name) {
+  for (int i = 0; i < m->nchildren; i++) {
+    if (strcmp(m->child_names[i], name) == 0) return i;
+  }
+  return -1;
+}
+
+/* --- construction ------------------------------------------------------------------------------ */
+
+cq_status cq_graph(cq_module **out, int ninputs) {
+  *out = NULL;
+  if (ninputs < 1 || ninputs > CQ_MAX_IO) {
+    return cq_fail(CQ_EINVAL, "cq_graph: ninputs %d must be in [1, %d]", ninputs, CQ_MAX_IO);
+  }
+  graph_impl *p = cq_calloc_for(1, sizeof *p, "Graph");
+  if (!p) return CQ_ENOMEM;
+  p->class_name = dup_string("Graph");
+  if (!p->class_name) {
+    cq_free(p);
+    return CQ_ENOMEM;
+  }
+  p->type = graph_type_template;
+  p->type.name = p->class_name;
+  p->type.nin_min = p->type.nin_max = ninputs;
+  p->ninputs = ninputs;
+  p->nvalues = ninputs;
+  cq_module *m;
+  cq_status st = cq_module_new(&graph_type_template, p, &m);
+  if (st != CQ_OK) return st;
+  m->type = &p->type;
+  *out = m;
+  return CQ_OK;
+}
+
+cq_status cq_graph_set_name(cq_module *g, const char *class_name) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_set_name", &p);
+  if (st != CQ_OK) return st;
+  int ok = class_name && class_name[0];
+  for (const char *c = class_name; ok && *c; c++) {
+    if (isspace((unsigned char)*c) || *c == '(' || *c == ')') ok = 0;
+  }
+  if (!ok) {
+    return cq_fail(CQ_EINVAL, "cq_graph_set_name: class name '%s' must be non-empty, without "
+                              "spaces or parentheses", class_name ? class_name : "");
+  }
+  char *copy = dup_string(class_name);
+  if (!copy) return CQ_ENOMEM;
+  cq_free(p->class_name);
+  p->class_name = copy;
+  p->type.name = copy;
+  return CQ_OK;
+}
+
+/* Frees `module` (when the call owns it) and returns st. */
+static cq_status reject(cq_module *module, cq_status st) {
+  cq_module_free(module);
+  return st;
+}
+
+cq_status cq_graph_add_node(cq_module *g, const char *name, cq_module *module, int nin,
+                            const int *inputs, int nout, int *outputs) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_add_node", &p);
+  if (st != CQ_OK) return reject(module, st);
+  const char *cls = p->class_name;
+  if (!name || !name[0] || strchr(name, '.')) {
+    return reject(module, cq_fail(CQ_EINVAL, "%s: invalid node name '%s' (non-empty, no '.')",
+                                  cls, name ? name : ""));
+  }
+  const int existing = child_index(g, name);
+  if (module && existing >= 0) {
+    return reject(module, cq_fail(CQ_EINVAL,
+                                  "%s: node '%s': a child of that name exists already (pass NULL "
+                                  "as the module to call it again)", cls, name));
+  }
+  if (!module && existing < 0) {
+    return cq_fail(CQ_EINVAL, "%s: node '%s': no module given and no child named '%s'", cls, name,
+                   name);
+  }
+  const cq_module *callee = module ? module : g->children[existing];
+  const cq_module_type *t = callee->type;
+  if (nin < t->nin_min || nin > t->nin_max || nin > CQ_MAX_IO || (nin > 0 && !inputs)) {
+    return reject(module, cq_fail(CQ_EINVAL, "%s: node '%s': %s takes %d to %d inputs, got %d%s",
+                                  cls, name, t->name, t->nin_min, t->nin_max, nin,
+                                  nin > 0 && !inputs ? " (inputs is NULL)" : ""));
+  }
+  if (nout < t->nout_min || nout > t->nout_max || nout > CQ_MAX_IO) {
+    return reject(module, cq_fail(CQ_EINVAL, "%s: node '%s': %s gives %d to %d outputs, %d "
+                                  "requested", cls, name, t->name, t->nout_min, t->nout_max,
+                                  nout));
+  }
+  for (int i = 0; i < nin; i++) {
+    if (inputs[i] < 0 || inputs[i] >= p->nvalues) {
+      return reject(module, cq_fail(CQ_EINVAL,
+                                    "%s: node '%s': input %d refers to value %d, which is not "
+                                    "defined (values 0..%d are: %d graph inputs and the outputs of "
+                                    "%d earlier nodes)", cls, name, i, inputs[i], p->nvalues - 1,
+                                    p->ninputs, p->nnodes));
+    }
+  }
+  if (p->nvalues > (1 << 30) - nout) {
+    return reject(module, cq_fail(CQ_EINVAL, "%s: too many values", cls));
+  }
+  if (p->nnodes == p->cap_nodes) {
+    int cap = p->cap_nodes ? p->cap_nodes * 2 : 8;
+    graph_node *nodes = cq_realloc(p->nodes, sizeof *nodes * (size_t)cap);
+    if (!nodes) return reject(module, cq_fail(CQ_ENOMEM, "%s: out of memory adding a node", cls));
+    p->nodes = nodes;
+    p->cap_nodes = cap;
+  }
+  graph_node node;
+  memset(&node, 0, sizeof node);
+  node.name = dup_string(name);
+  if (!node.name) return reject(module, CQ_ENOMEM);
+  node.child = existing;
+  if (module) {
+    st = cq_module_add_child(g, name, module); /* frees module on failure */
+    if (st != CQ_OK) {
+      cq_free(node.name);
+      return st;
+    }
+    node.child = g->nchildren - 1;
+  }
+  node.nin = nin;
+  node.nout = nout;
+  for (int i = 0; i < nin; i++) node.inputs[i] = inputs[i];
+  for (int i = 0; i < nout; i++) {
+    node.outputs[i] = p->nvalues + i;
+    if (outputs) outputs[i] = node.outputs[i];
+  }
+  p->nvalues += nout;
+  p->nodes[p->nnodes++] = node;
+  return CQ_OK;
+}
+
+cq_status cq_graph_set_outputs(cq_module *g, int n, const int *values) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_set_outputs", &p);
+  if (st != CQ_OK) return st;
+  if (n < 1 || n > CQ_MAX_IO || !values) {
+    return cq_fail(CQ_EINVAL, "%s: the number of graph outputs %d must be in [1, %d]",
+                   p->class_name, n, CQ_MAX_IO);
+  }
+  for (int i = 0; i < n; i++) {
+    if (values[i] < 0 || values[i] >= p->nvalues) {
+      return cq_fail(CQ_EINVAL, "%s: graph output %d refers to value %d, which is not defined "
+                                "(values 0..%d)", p->class_name, i, values[i], p->nvalues - 1);
+    }
+  }
+  for (int i = 0; i < n; i++) p->outputs[i] = values[i];
+  p->noutputs = n;
+  p->type.nout_max = n;
+  return CQ_OK;
+}
+
+/* --- execution --------------------------------------------------------------------------------- */
+
+static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                               cq_tensor **out) {
+  const graph_impl *p = m->impl;
+  if (p->noutputs == 0) {
+    return cq_module_fail(m, CQ_ESTATE, "no graph outputs declared (cq_graph_set_outputs)");
+  }
+  cq_tensor **values = cq_calloc_for((size_t)p->nvalues, sizeof *values, "graph values");
+  if (!values) return CQ_ENOMEM;
+  for (int i = 0; i < nin; i++) values[i] = in[i];
+  cq_status st = CQ_OK;
+  for (int k = 0; k < p->nnodes && st == CQ_OK; k++) {
+    const graph_node *node = &p->nodes[k];
+    int c = node->child;
+    if (c < 0 || c >= m->nchildren || strcmp(m->child_names[c], node->name) != 0) {
+      c = child_index(m, node->name);
+    }
+    if (c < 0) {
+      st = cq_module_fail(m, CQ_ESTATE, "node '%s': the child it calls is gone", node->name);
+      break;
+    }
+    cq_tensor *args[CQ_MAX_IO];
+    cq_tensor *res[CQ_MAX_IO] = {0};
+    for (int i = 0; i < node->nin; i++) args[i] = values[node->inputs[i]];
+    st = cq_module_forward(m->children[c], ctx, node->nin, args, node->nout, res);
+    if (st != CQ_OK) {
+      st = cq_fail_context(st, "%s node '%s'", p->class_name, node->name);
+      break;
+    }
+    for (int i = 0; i < node->nout; i++) {
+      if (!res[i]) {
+        st = cq_module_fail(m, CQ_ESTATE, "node '%s' produced no output %d", node->name, i);
+        break;
+      }
+      values[node->outputs[i]] = res[i];
+    }
+  }
+  if (st == CQ_OK) {
+    for (int i = 0; i < nout; i++) out[i] = values[p->outputs[i]];
+  }
+  cq_free(values);
+  return st;
+}
+
+/* --- introspection ----------------------------------------------------------------------------- */
+
+int cq_graph_num_inputs(const cq_module *g) {
+  return cq_is_graph(g) ? ((const graph_impl *)g->impl)->ninputs : 0;
+}
+
+int cq_graph_num_values(const cq_module *g) {
+  return cq_is_graph(g) ? ((const graph_impl *)g->impl)->nvalues : 0;
+}
+
+int cq_graph_num_nodes(const cq_module *g) {
+  return cq_is_graph(g) ? ((const graph_impl *)g->impl)->nnodes : 0;
+}
+
+cq_status cq_graph_node(const cq_module *g, int index, cq_graph_node_info *info) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_node", &p);
+  if (st != CQ_OK) return st;
+  if (index < 0 || index >= p->nnodes) {
+    return cq_fail(CQ_EINVAL, "cq_graph_node: index %d outside [0, %d)", index, p->nnodes);
+  }
+  const graph_node *node = &p->nodes[index];
+  int c = node->child;
+  if (c < 0 || c >= g->nchildren || strcmp(g->child_names[c], node->name) != 0) {
+    c = child_index(g, node->name);
+  }
+  info->name = node->name;
+  info->module = c >= 0 ? g->children[c] : NULL;
+  info->nin = node->nin;
+  info->nout = node->nout;
+  info->inputs = node->inputs;
+  info->outputs = node->outputs;
+  return CQ_OK;
+}
+
+cq_status cq_graph_outputs(const cq_module *g, int *n, const int **values) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_outputs", &p);
+  if (st != CQ_OK) return st;
+  *n = p->noutputs;
+  *values = p->outputs;
+  return CQ_OK;
+}

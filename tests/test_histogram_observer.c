@@ -1,0 +1,662 @@
+/* HistogramObserver against PyTorch 1.13.
+ *
+ * Golden cases (tests/data/golden/histogram/cases.txt, from tools/golden/gen_histogram.py):
+ *  - observer: a stream of batches fed through cq_observer_update; the running range, a hash and
+ *    the exact sum of the histogram, the range the L2 search picks, the qparams (scale bit for bit,
+ *    zero point exactly) and the repr must equal PyTorch's. Streams on which PyTorch raised must
+ *    fail at the same batch and leave the observer as it was before that batch.
+ *  - torch_sum / aminmax: the reduction orders the observer reproduces.
+ * Direct checks: a deliberately naive reference of forward() (materialised upsampled grid and
+ * sequential double cumulative sum) against the optimised merge on random streams chosen to make
+ * the closed-form run sums fall back; reset; empty and non-finite batches; errors leaving the state
+ * unchanged; allocation failures. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cquant/npy.h"
+#include "cquant/observer.h"
+#include "cquant/tensor.h"
+#include "quant/observer_histogram.h"
+#include "support/check.h"
+#include "support/golden.h"
+
+#define GOLDEN_FILE CQ_TEST_DATA_DIR "/golden/histogram/cases.txt"
+
+static int detail_budget = 60;
+
+static void detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void detail(const char *fmt, ...) {
+  static int budget_read;
+  if (!budget_read) { /* CQ_TEST_DETAILS=N prints up to N mismatch details */
+    budget_read = 1;
+    const char *env = getenv("CQ_TEST_DETAILS");
+    if (env) detail_budget = atoi(env);
+  }
+  if (detail_budget <= 0) return;
+  detail_budget--;
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("  ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static void ignore_warning(const char *message, void *user) {
+  (void)message;
+  (void)user;
+}
+
+static int same_f32(float a, float b) { return check_f32_bits(a) == check_f32_bits(b); }
+
+static float parse_f32(const char *s) { return s ? (float)strtod(s, NULL) : NAN; }
+
+static uint64_t fnv1a_f32(const float *v, int n) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (int i = 0; i < n; i++) {
+    uint32_t u = check_f32_bits(v[i]);
+    for (int b = 0; b < 4; b++) {
+      h ^= (u >> (8 * b)) & 0xff;
+      h *= 0x100000001b3ULL;
+    }
+  }
+  return h;
+}
+
+/* Exact sum of float32 values (each fits a 2^-149-scaled integer; the sum of a few thousand fits
+ * a long double only approximately, so add in order of magnitude with Neumaier compensation and
+ * compare after rounding to double). */
+static double accurate_sum(const float *v, int n) {
+  double s = 0.0, c = 0.0;
+  for (int i = 0; i < n; i++) {
+    double x = v[i], t = s + x;
+    c += fabs(s) >= fabs(x) ? (s - t) + x : (x - t) + s;
+    s = t;
+  }
+  return s + c;
+}
+
+static cq_status config_from_string(const char *text, cq_observer_config *cfg) {
+  *cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  char *copy = strdup(text);
+  if (!copy) return CQ_ENOMEM;
+  cq_status st = CQ_OK;
+  char *save = NULL;
+  for (char *tok = strtok_r(copy, " ", &save); tok && st == CQ_OK;
+       tok = strtok_r(NULL, " ", &save)) {
+    char *eq = strchr(tok, '=');
+    if (!eq) {
+      st = CQ_EINVAL;
+      break;
+    }
+    *eq = '\0';
+    st = cq_observer_config_set(cfg, tok, eq + 1);
+  }
+  free(copy);
+  return st;
+}
+
+/* --- golden: observer streams ------------------------------------------------------------------ */
+
+static int check_observer_case(const golden_file *g, const golden_case *c) {
+  int problems = 0;
+  cq_observer_config cfg;
+  cq_observer *obs = NULL;
+  cq_tensor *in = NULL;
+  char path[1024];
+  if (config_from_string(golden_get(c, "config"), &cfg) != CQ_OK ||
+      cq_observer_create(&cfg, &obs) != CQ_OK) {
+    detail("%s: config rejected: %s", c->name, cq_last_error());
+    return 1;
+  }
+  const char *input = golden_get(c, "input");
+  if (!input || cq_npy_load(golden_path(g, input, path, sizeof path), &in) != CQ_OK) {
+    detail("%s: cannot load input: %s", c->name, cq_last_error());
+    cq_observer_free(obs);
+    return 1;
+  }
+  const char *eb = golden_get(c, "error_batch");
+  const int64_t error_batch = eb ? strtoll(eb, NULL, 10) : -1;
+  const int64_t nb = in->shape[0];
+  int64_t per = 1;
+  for (int d = 1; d < in->ndim; d++) per *= in->shape[d];
+  for (int64_t b = 0; b < nb; b++) {
+    float before_min, before_max;
+    cq_observer_min_max(obs, &before_min, &before_max, 1);
+    cq_status st = cq_observer_update(obs, (const float *)in->data + b * per, in->ndim - 1,
+                                      in->shape + 1);
+    if (b == error_batch) {
+      float after_min, after_max;
+      cq_observer_min_max(obs, &after_min, &after_max, 1);
+      if (st == CQ_OK) {
+        detail("%s: batch %lld accepted, PyTorch raised %s", c->name, (long long)b,
+               golden_get(c, "error"));
+        problems++;
+      } else if (!same_f32(before_min, after_min) || !same_f32(before_max, after_max)) {
+        detail("%s: failed batch %lld changed the range", c->name, (long long)b);
+        problems++;
+      }
+      break;
+    }
+    if (st != CQ_OK) {
+      detail("%s: batch %lld: %s", c->name, (long long)b, cq_last_error());
+      problems++;
+      break;
+    }
+  }
+
+  float mn, mx;
+  cq_observer_min_max(obs, &mn, &mx, 1);
+  const float want_min = parse_f32(golden_get(c, "min_val"));
+  const float want_max = parse_f32(golden_get(c, "max_val"));
+  if (!same_f32(mn, want_min) || !same_f32(mx, want_max)) {
+    detail("%s: range [%.9g, %.9g], want [%.9g, %.9g]", c->name, mn, mx, want_min, want_max);
+    problems++;
+  }
+  int bins = 0;
+  const float *hist = cq_histogram_observer_histogram(obs, &bins);
+  char hash[32];
+  snprintf(hash, sizeof hash, "%016llx", (unsigned long long)fnv1a_f32(hist, bins));
+  const char *want_hash = golden_get(c, "histogram_fnv1a");
+  if (!want_hash || strcmp(hash, want_hash) != 0) {
+    detail("%s: histogram hash %s, want %s (sum %.17g, want %s)", c->name, hash,
+           want_hash ? want_hash : "?", accurate_sum(hist, bins), golden_get(c, "histogram_sum"));
+    problems++;
+  }
+  const char *smin = golden_get(c, "search_min");
+  if (smin) {
+    float got_lo = 0, got_hi = 0;
+    const float want_lo = parse_f32(smin), want_hi = parse_f32(golden_get(c, "search_max"));
+    if (cq_histogram_observer_search(obs, &got_lo, &got_hi) != CQ_OK ||
+        !same_f32(got_lo, want_lo) || !same_f32(got_hi, want_hi)) {
+      detail("%s: search range [%.9g, %.9g], want [%.9g, %.9g]", c->name, got_lo, got_hi, want_lo,
+             want_hi);
+      problems++;
+    }
+  }
+  cq_qparams qp;
+  if (cq_observer_qparams(obs, &qp) != CQ_OK) {
+    detail("%s: qparams failed: %s", c->name, cq_last_error());
+    problems++;
+  } else {
+    const float want_scale = parse_f32(golden_get(c, "scale"));
+    const long want_zp = strtol(golden_get(c, "zero_point"), NULL, 10);
+    if (!same_f32(qp.scale[0], want_scale) || qp.zero_point[0] != want_zp) {
+      detail("%s: qparams (%.9g, %d), want (%.9g, %ld)", c->name, qp.scale[0], qp.zero_point[0],
+             want_scale, want_zp);
+      problems++;
+    }
+    cq_qparams_release(&qp);
+  }
+  char repr[256];
+  cq_observer_repr(obs, repr, sizeof repr);
+  const char *want_repr = golden_get(c, "repr");
+  if (!want_repr || strcmp(repr, want_repr) != 0) {
+    detail("%s: repr %s, want %s", c->name, repr, want_repr ? want_repr : "?");
+    problems++;
+  }
+  cq_tensor_free(in);
+  cq_observer_free(obs);
+  return problems;
+}
+
+static int check_sum_case(const golden_file *g, const golden_case *c) {
+  cq_tensor *in = NULL;
+  char path[1024];
+  if (cq_npy_load(golden_path(g, golden_get(c, "input"), path, sizeof path), &in) != CQ_OK) {
+    detail("%s: cannot load input: %s", c->name, cq_last_error());
+    return 1;
+  }
+  const float got = cq_torch_sum_f32(in->data, cq_tensor_numel(in));
+  const float want = parse_f32(golden_get(c, "sum"));
+  cq_tensor_free(in);
+  if (!same_f32(got, want)) {
+    detail("%s: sum %.9g, want %.9g", c->name, got, want);
+    return 1;
+  }
+  return 0;
+}
+
+/* torch.aminmax is what the first batch's range comes from. */
+static int check_aminmax_case(const golden_file *g, const golden_case *c) {
+  cq_tensor *in = NULL;
+  char path[1024];
+  if (cq_npy_load(golden_path(g, golden_get(c, "input"), path, sizeof path), &in) != CQ_OK) {
+    detail("%s: cannot load input: %s", c->name, cq_last_error());
+    return 1;
+  }
+  cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  cq_observer *obs = NULL;
+  int problems = 0;
+  float mn = 0, mx = 0;
+  if (cq_observer_create(&cfg, &obs) != CQ_OK ||
+      cq_observer_update(obs, in->data, in->ndim, in->shape) != CQ_OK) {
+    detail("%s: %s", c->name, cq_last_error());
+    problems++;
+  } else {
+    cq_observer_min_max(obs, &mn, &mx, 1);
+    const float want_min = parse_f32(golden_get(c, "min_val"));
+    const float want_max = parse_f32(golden_get(c, "max_val"));
+    if (!same_f32(mn, want_min) || !same_f32(mx, want_max)) {
+      detail("%s: aminmax (%g, %g), want (%g, %g)", c->name, mn, mx, want_min, want_max);
+      problems++;
+    }
+  }
+  cq_observer_free(obs);
+  cq_tensor_free(in);
+  return problems;
+}
+
+static void test_golden(void) {
+  golden_file g;
+  if (golden_load(GOLDEN_FILE, &g) != 0) {
+    CHECK_MSG(0, "cannot load %s", GOLDEN_FILE);
+    return;
+  }
+  int counts[3] = {0, 0, 0}, passed[3] = {0, 0, 0};
+  for (int i = 0; i < g.count; i++) {
+    const golden_case *c = &g.cases[i];
+    const char *check = golden_get(c, "check");
+    int kind, problems;
+    if (check && strcmp(check, "observer") == 0) {
+      kind = 0;
+      problems = check_observer_case(&g, c);
+    } else if (check && strcmp(check, "torch_sum") == 0) {
+      kind = 1;
+      problems = check_sum_case(&g, c);
+    } else if (check && strcmp(check, "aminmax") == 0) {
+      kind = 2;
+      problems = check_aminmax_case(&g, c);
+    } else {
+      CHECK_MSG(0, "%s: unknown check '%s'", c->name, check ? check : "");
+      continue;
+    }
+    counts[kind]++;
+    passed[kind] += problems == 0;
+    CHECK_MSG(problems == 0, "golden case %s: %d mismatches", c->name, problems);
+  }
+  printf("golden: observer %d/%d, torch_sum %d/%d, aminmax %d/%d cases match PyTorch\n", passed[0],
+         counts[0], passed[1], counts[1], passed[2], counts[2]);
+  CHECK(counts[0] >= 200);
+  CHECK(counts[1] > 0 && counts[2] > 0);
+  golden_free(&g);
+}
+
+/* --- naive reference of forward() --------------------------------------------------------------- */
+
+typedef struct ref_observer {
+  int bins, up;
+  float min_val, max_val;
+  float *hist;
+} ref_observer;
+
+/* torch.histc as the observer calls it, counting in float32 one element at a time. */
+static void ref_histc(const float *x, int64_t n, int bins, float range_min, float range_max,
+                      float *out) {
+  double lo = trunc(range_min), hi = trunc(range_max);
+  if (lo == hi) {
+    float mn = x[0], mx = x[0];
+    for (int64_t i = 0; i < n; i++) {
+      if (x[i] < mn) mn = x[i];
+      if (x[i] > mx) mx = x[i];
+    }
+    lo = mn;
+    hi = mx;
+    if (lo == hi) {
+      lo -= 1;
+      hi += 1;
+    }
+  }
+  const float l = (float)lo, h = (float)hi;
+  for (int b = 0; b < bins; b++) out[b] = 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    if (!(x[i] >= l && x[i] <= h)) continue;
+    const float frac = (x[i] - l) / (h - l);
+    int64_t k = (int64_t)(frac * (float)bins);
+    if (k == bins) k = bins - 1;
+    out[k] += 1.0f;
+  }
+}
+
+/* Spec 1.6.2 literally: upsampled grid in memory, sequential double cumsum. Data must be free of
+ * zeros of both signs (the reference does not reproduce aminmax's lane order). Returns 0 when the
+ * grid would be too large for the test. */
+static int ref_update(ref_observer *r, const float *x, int64_t n) {
+  float mn = x[0], mx = x[0];
+  for (int64_t i = 0; i < n; i++) {
+    if (x[i] < mn) mn = x[i];
+    if (x[i] > mx) mx = x[i];
+  }
+  float *fresh = malloc(sizeof(float) * (size_t)r->bins);
+  if ((r->min_val == INFINITY && r->max_val == -INFINITY) || r->min_val == r->max_val) {
+    ref_histc(x, n, r->bins, mn, mx, fresh);
+    memcpy(r->hist, fresh, sizeof(float) * (size_t)r->bins);
+    r->min_val = mn;
+    r->max_val = mx;
+    free(fresh);
+    return 1;
+  }
+  const float cmin = fminf(mn, r->min_val);
+  float cmax = fmaxf(mx, r->max_val);
+  const float w = (r->max_val - r->min_val) / (float)(r->bins * r->up);
+  const int64_t d = (int64_t)ceilf((cmax - cmin) / ((float)r->bins * w));
+  const float e = (float)d * ((float)r->bins * w) - (cmax - cmin);
+  cmax = cmax + e;
+  const int64_t start = (int64_t)nearbyintf((r->min_val - cmin) / w);
+  ref_histc(x, n, r->bins, cmin, cmax, fresh);
+  if (cmin == r->min_val && cmax == r->max_val) {
+    for (int b = 0; b < r->bins; b++) fresh[b] += r->hist[b];
+  } else {
+    const int64_t cells = (int64_t)r->bins * d;
+    if (cells > ((int64_t)1 << 26)) {
+      free(fresh);
+      return 0;
+    }
+    float *grid = calloc((size_t)cells, sizeof(float));
+    double *integral = malloc(sizeof(double) * (size_t)cells);
+    for (int64_t i = 0; i < (int64_t)r->bins * r->up; i++) grid[start + i] = r->hist[i / r->up];
+    double acc = 0.0;
+    for (int64_t i = 0; i < cells; i++) {
+      acc += (double)grid[i];
+      integral[i] = acc;
+    }
+    float prev = 0.0f;
+    for (int b = 0; b < r->bins; b++) {
+      const double sample = integral[(int64_t)(b + 1) * d - 1];
+      fresh[b] = fresh[b] + (float)((sample - (double)prev) / r->up);
+      prev = (float)sample;
+    }
+    free(grid);
+    free(integral);
+  }
+  memcpy(r->hist, fresh, sizeof(float) * (size_t)r->bins);
+  r->min_val = cmin;
+  r->max_val = cmax;
+  free(fresh);
+  return 1;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static double uniform01(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (double)(rng_state >> 11) * (1.0 / 9007199254740992.0);
+}
+static double gaussian(void) {
+  const double u = uniform01() + 1e-300, v = uniform01();
+  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static void test_against_reference(void) {
+  const int configs[][2] = {{2048, 128}, {256, 16}, {100, 7}, {1000, 128}, {64, 1}};
+  int streams = 0, compared = 0, mismatches = 0;
+  for (int ci = 0; ci < 5; ci++) {
+    for (int s = 0; s < 12; s++) {
+      cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+      cfg.bins = configs[ci][0];
+      cfg.upsample_rate = configs[ci][1];
+      cq_observer *obs = NULL;
+      CHECK_OK(cq_observer_create(&cfg, &obs));
+      if (!obs) return;
+      ref_observer ref = {cfg.bins, cfg.upsample_rate, INFINITY, -INFINITY,
+                          calloc((size_t)cfg.bins, sizeof(float))};
+      /* large batches make the cumulative sums big while interpolation makes the counts
+       * fractional: the mix that forces one-at-a-time run sums */
+      const int64_t n = s % 3 == 0 ? 30000 : 500 + 97 * s;
+      float *x = malloc(sizeof(float) * (size_t)n);
+      for (int b = 0; b < 8; b++) {
+        const double scale = 1.0 + 0.37 * ((b * 5 + s) % 7), shift = 0.21 * ((b + s) % 4);
+        for (int64_t i = 0; i < n; i++) {
+          double v = gaussian() * scale + shift;
+          if (s % 4 == 1) v = exp(v);
+          if (v == 0.0) v = 1e-3;
+          x[i] = (float)v;
+        }
+        int64_t shape[1] = {n};
+        CHECK_OK(cq_observer_update(obs, x, 1, shape));
+        if (!ref_update(&ref, x, n)) break;
+        int bins = 0;
+        const float *hist = cq_histogram_observer_histogram(obs, &bins);
+        float mn, mx;
+        cq_observer_min_max(obs, &mn, &mx, 1);
+        compared++;
+        if (memcmp(hist, ref.hist, sizeof(float) * (size_t)bins) != 0 ||
+            !same_f32(mn, ref.min_val) || !same_f32(mx, ref.max_val)) {
+          if (mismatches++ < 5) {
+            detail("reference: bins %d up %d stream %d batch %d differs", cfg.bins,
+                   cfg.upsample_rate, s, b);
+          }
+        }
+      }
+      streams++;
+      free(x);
+      free(ref.hist);
+      cq_observer_free(obs);
+    }
+  }
+  printf("naive reference: %d streams, %d histograms compared, %d differ\n", streams, compared,
+         mismatches);
+  CHECK_INT_EQ(mismatches, 0);
+  CHECK(compared > 200);
+}
+
+/* --- direct checks ------------------------------------------------------------------------------ */
+
+static cq_observer *make(int bins, int up) {
+  cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  cfg.bins = bins;
+  cfg.upsample_rate = up;
+  cq_observer *obs = NULL;
+  CHECK_OK(cq_observer_create(&cfg, &obs));
+  return obs;
+}
+
+static void test_defaults_and_repr(void) {
+  cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  CHECK_INT_EQ(cfg.bins, 2048);
+  CHECK_INT_EQ(cfg.upsample_rate, 128);
+  cq_observer *obs = make(2048, 128);
+  if (!obs) return;
+  char buf[128];
+  cq_observer_repr(obs, buf, sizeof buf);
+  CHECK_STR_EQ(buf, "HistogramObserver(min_val=inf, max_val=-inf)");
+  int bins = 0;
+  const float *h = cq_histogram_observer_histogram(obs, &bins);
+  CHECK_INT_EQ(bins, 2048);
+  CHECK(h[0] == 0.0f && h[2047] == 0.0f);
+  cq_qparams qp;
+  CHECK_OK(cq_observer_qparams(obs, &qp)); /* no data: PyTorch's (1.0, 0) with a warning */
+  CHECK(qp.scale[0] == 1.0f && qp.zero_point[0] == 0);
+  cq_qparams_release(&qp);
+  float lo, hi;
+  CHECK_STATUS(cq_histogram_observer_search(obs, &lo, &hi), CQ_ESTATE);
+  const float x[3] = {-1.5f, 0.3f, 2.25f};
+  int64_t shape[1] = {3};
+  CHECK_OK(cq_observer_update(obs, x, 1, shape));
+  cq_observer_repr(obs, buf, sizeof buf);
+  CHECK_STR_EQ(buf, "HistogramObserver(min_val=-1.5, max_val=2.25)");
+  cq_observer_free(obs);
+
+  cq_observer_config mm = cq_observer_defaults(CQ_OBSERVER_MINMAX);
+  cq_observer *other = NULL;
+  CHECK_OK(cq_observer_create(&mm, &other));
+  CHECK(cq_histogram_observer_histogram(other, NULL) == NULL);
+  CHECK_STATUS(cq_histogram_observer_search(other, &lo, &hi), CQ_EINVAL);
+  cq_observer_free(other);
+}
+
+/* One batch inside [trunc(min), trunc(max)]: every element is counted once. */
+static void test_single_batch_counts(void) {
+  cq_observer *obs = make(256, 128);
+  if (!obs) return;
+  float x[1000];
+  for (int i = 0; i < 1000; i++) x[i] = (float)((i * 37) % 1000) / 100.0f - 3.0f; /* [-3, 6.99] */
+  x[17] = 7.0f;
+  int64_t shape[2] = {10, 100};
+  CHECK_OK(cq_observer_update(obs, x, 2, shape));
+  int bins;
+  const float *h = cq_histogram_observer_histogram(obs, &bins);
+  float total = 0;
+  for (int b = 0; b < bins; b++) total += h[b];
+  CHECK(total == 1000.0f);
+  CHECK(h[0] > 0.0f && h[255] > 0.0f);
+  cq_observer_free(obs);
+
+  /* [-3.7, 5.2] is binned over [-3, 5]: the values outside are dropped */
+  obs = make(2048, 128);
+  if (!obs) return;
+  const float y[5] = {-3.7f, -3.0f, 0.0f, 5.0f, 5.2f};
+  int64_t s5[1] = {5};
+  CHECK_OK(cq_observer_update(obs, y, 1, s5));
+  h = cq_histogram_observer_histogram(obs, &bins);
+  total = 0;
+  for (int b = 0; b < bins; b++) total += h[b];
+  CHECK(total == 3.0f);
+  CHECK(h[0] == 1.0f && h[2047] == 1.0f && h[768] == 1.0f);
+  float mn, mx;
+  cq_observer_min_max(obs, &mn, &mx, 1);
+  CHECK(mn == -3.7f && mx == 5.2f);
+  cq_observer_free(obs);
+}
+
+static void test_reset_and_reuse(void) {
+  cq_observer *a = make(512, 32), *b = make(512, 32);
+  if (!a || !b) return;
+  float x[400], y[400];
+  for (int i = 0; i < 400; i++) {
+    x[i] = (float)(gaussian() * 4.0);
+    y[i] = (float)(gaussian() * 0.5 + 1.0);
+  }
+  int64_t shape[1] = {400};
+  CHECK_OK(cq_observer_update(a, x, 1, shape));
+  CHECK_OK(cq_observer_update(a, y, 1, shape));
+  cq_observer_reset(a);
+  CHECK(!cq_observer_has_data(a));
+  float mn, mx;
+  cq_observer_min_max(a, &mn, &mx, 1);
+  CHECK(mn == INFINITY && mx == -INFINITY);
+  int bins;
+  const float *h = cq_histogram_observer_histogram(a, &bins);
+  int nonzero = 0;
+  for (int i = 0; i < bins; i++) nonzero += h[i] != 0.0f;
+  CHECK_INT_EQ(nonzero, 0);
+  CHECK_OK(cq_observer_update(a, y, 1, shape));
+  CHECK_OK(cq_observer_update(b, y, 1, shape));
+  const float *ha = cq_histogram_observer_histogram(a, &bins);
+  const float *hb = cq_histogram_observer_histogram(b, NULL);
+  CHECK(memcmp(ha, hb, sizeof(float) * (size_t)bins) == 0);
+  cq_qparams qa, qb;
+  CHECK_OK(cq_observer_qparams(a, &qa));
+  CHECK_OK(cq_observer_qparams(b, &qb));
+  CHECK_F32_BITS(qa.scale[0], qb.scale[0]);
+  CHECK_INT_EQ(qa.zero_point[0], qb.zero_point[0]);
+  cq_qparams_release(&qa);
+  cq_qparams_release(&qb);
+  cq_observer_free(a);
+  cq_observer_free(b);
+}
+
+/* Empty and non-finite batches, and batches PyTorch raises on, leave the observer as it was. */
+static void test_rejected_batches(void) {
+  cq_observer *obs = make(2048, 128);
+  if (!obs) return;
+  const float x[4] = {-1.0f, 0.5f, 2.0f, 1.25f};
+  int64_t s4[1] = {4}, s0[1] = {0};
+  CHECK_OK(cq_observer_update(obs, x, 1, s4));
+  int bins;
+  float *saved = malloc(sizeof(float) * 2048);
+  memcpy(saved, cq_histogram_observer_histogram(obs, &bins), sizeof(float) * 2048);
+  CHECK_OK(cq_observer_update(obs, x, 1, s0));
+  const float bad[3] = {1.0f, NAN, 2.0f};
+  int64_t s3[1] = {3};
+  CHECK_STATUS(cq_observer_update(obs, bad, 1, s3), CQ_EVALUE);
+  const float huge[2] = {1.0f, 3e19f}; /* PyTorch's int() of the merged range overflows */
+  int64_t s2[1] = {2};
+  CHECK_STATUS(cq_observer_update(obs, huge, 1, s2), CQ_EVALUE);
+  float mn, mx;
+  cq_observer_min_max(obs, &mn, &mx, 1);
+  CHECK(mn == -1.0f && mx == 2.0f);
+  CHECK(memcmp(saved, cq_histogram_observer_histogram(obs, NULL), sizeof(float) * 2048) == 0);
+  free(saved);
+  cq_observer_free(obs);
+
+  /* the same on the first batch: int(max) overflows int64 */
+  obs = make(2048, 128);
+  if (!obs) return;
+  CHECK_STATUS(cq_observer_update(obs, huge, 1, s2), CQ_EVALUE);
+  CHECK(strstr(cq_last_error(), "2^63") != NULL);
+  CHECK(!cq_observer_has_data(obs));
+  cq_observer_min_max(obs, &mn, &mx, 1);
+  CHECK(mn == INFINITY && mx == -INFINITY);
+  cq_observer_free(obs);
+
+  /* a bin width that underflows to zero: PyTorch's int(inf) raises */
+  obs = make(2048, 128);
+  if (!obs) return;
+  const float d1[2] = {0.0f, 1e-44f}, d2[2] = {0.0f, 1e-43f};
+  CHECK_OK(cq_observer_update(obs, d1, 1, s2));
+  CHECK_STATUS(cq_observer_update(obs, d2, 1, s2), CQ_EVALUE);
+  cq_observer_min_max(obs, &mn, &mx, 1);
+  CHECK(mn == 0.0f && mx == 1e-44f);
+  cq_observer_free(obs);
+}
+
+/* Merges whose grid PyTorch could not allocate are computed all the same, without memory growth. */
+static void test_large_downsample_rate(void) {
+  cq_observer *obs = make(2048, 128);
+  if (!obs) return;
+  const float a[3] = {1.0f, 1.0000001f, 1.00000012f}, b[3] = {1.0f, 3.0f, 5.0f};
+  int64_t s3[1] = {3};
+  CHECK_OK(cq_observer_update(obs, a, 1, s3));
+  CHECK_OK(cq_observer_update(obs, b, 1, s3));
+  float mn, mx;
+  cq_observer_min_max(obs, &mn, &mx, 1);
+  CHECK(mn == 1.0f && mx >= 5.0f);
+  int bins;
+  const float *h = cq_histogram_observer_histogram(obs, &bins);
+  double total = 0;
+  for (int i = 0; i < bins; i++) total += h[i];
+  CHECK(fabs(total - 6.0) < 1e-3);
+  cq_qparams qp;
+  CHECK_OK(cq_observer_qparams(obs, &qp));
+  CHECK(qp.scale[0] > 0.0f);
+  cq_qparams_release(&qp);
+  cq_observer_free(obs);
+}
+
+static void test_allocation_failures(void) {
+  cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  int failures = 0;
+  for (long n = 0; n < 20; n++) {
+    cq_observer *obs = NULL;
+    cq_debug_fail_alloc_after(n);
+    cq_status st = cq_observer_create(&cfg, &obs);
+    cq_debug_fail_alloc_after(-1);
+    if (st == CQ_OK) {
+      CHECK(obs != NULL);
+      cq_observer_free(obs);
+      break;
+    }
+    CHECK_INT_EQ(st, CQ_ENOMEM);
+    CHECK(obs == NULL);
+    failures++;
+  }
+  CHECK(failures >= 2);
+}
+
+int main(void) {
+  cq_set_warning_handler(ignore_warning, NULL);
+  test_defaults_and_repr();
+  test_single_batch_counts();
+  test_reset_and_reuse();
+  test_rejected_batches();
+  test_large_downsample_rate();
+  test_allocation_failures();
+  test_against_reference();
+  test_golden();
+  return check_summary("test_histogram_observer");
+}
