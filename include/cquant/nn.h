@@ -105,6 +105,12 @@ CQ_API cq_status cq_module_forward1(cq_module *m, cq_ctx *ctx, cq_tensor *in, cq
 CQ_API cq_status cq_ctx_backward(cq_ctx *ctx, cq_tensor *output, const cq_tensor *grad,
                                  cq_tensor *input, cq_tensor **input_grad);
 
+/* The same for several outputs at once (e.g. an LSTM's output, h_n and c_n), seeding each with its
+ * gradient, and returning the gradients of several inputs (NULL where an input got none). */
+CQ_API cq_status cq_ctx_backward_multi(cq_ctx *ctx, int nout, cq_tensor *const *outputs,
+                                       const cq_tensor *const *grads, int nin,
+                                       cq_tensor *const *inputs, cq_tensor **input_grads);
+
 #ifdef __cplusplus
 }
 #endif

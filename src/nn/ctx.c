@@ -194,18 +194,27 @@ static int same_shape(const cq_tensor *a, const cq_tensor *b) {
   return 1;
 }
 
-cq_status cq_ctx_backward(cq_ctx *ctx, cq_tensor *output, const cq_tensor *grad, cq_tensor *input,
-                          cq_tensor **input_grad) {
-  if (input_grad) *input_grad = NULL;
-  if (!same_shape(output, grad) || grad->dtype != CQ_F32 || output->dtype != CQ_F32) {
-    return cq_fail(CQ_ESHAPE, "backward: the gradient must be float32 with the output's shape");
+cq_status cq_ctx_backward_multi(cq_ctx *ctx, int nout, cq_tensor *const *outputs,
+                                const cq_tensor *const *grads, int nin, cq_tensor *const *inputs,
+                                cq_tensor **input_grads) {
+  for (int i = 0; i < nin; i++) {
+    if (input_grads) input_grads[i] = NULL;
+  }
+  for (int o = 0; o < nout; o++) {
+    if (!outputs[o] || !grads[o] || !same_shape(outputs[o], grads[o]) ||
+        grads[o]->dtype != CQ_F32 || outputs[o]->dtype != CQ_F32) {
+      return cq_fail(CQ_ESHAPE, "backward: gradient %d must be float32 with its output's shape", o);
+    }
   }
   grad_map g = {0};
-  cq_tensor *seed;
-  cq_status st = cq_ctx_tensor(ctx, CQ_F32, grad->ndim, grad->shape, &seed);
-  if (st != CQ_OK) return st;
-  memcpy(seed->data, grad->data, cq_tensor_nbytes(grad));
-  st = grad_accumulate(&g, output, seed);
+  cq_status st = CQ_OK;
+  for (int o = 0; o < nout && st == CQ_OK; o++) {
+    cq_tensor *seed;
+    st = cq_ctx_tensor(ctx, CQ_F32, grads[o]->ndim, grads[o]->shape, &seed);
+    if (st != CQ_OK) break;
+    memcpy(seed->data, grads[o]->data, cq_tensor_nbytes(grads[o]));
+    st = grad_accumulate(&g, outputs[o], seed);
+  }
   for (int i = ctx->ntape - 1; i >= 0 && st == CQ_OK; i--) {
     cq_tape_entry *e = &ctx->tape[i];
     int any = 0;
@@ -225,8 +234,15 @@ cq_status cq_ctx_backward(cq_ctx *ctx, cq_tensor *output, const cq_tensor *grad,
       if (gin[k]) st = grad_accumulate(&g, e->in[k], gin[k]);
     }
   }
-  if (st == CQ_OK && input && input_grad) *input_grad = grad_lookup(&g, input);
+  if (st == CQ_OK && input_grads) {
+    for (int i = 0; i < nin; i++) input_grads[i] = inputs[i] ? grad_lookup(&g, inputs[i]) : NULL;
+  }
   cq_free(g.keys);
   cq_free(g.grads);
   return st;
+}
+
+cq_status cq_ctx_backward(cq_ctx *ctx, cq_tensor *output, const cq_tensor *grad, cq_tensor *input,
+                          cq_tensor **input_grad) {
+  return cq_ctx_backward_multi(ctx, 1, &output, &grad, input ? 1 : 0, &input, input_grad);
 }

@@ -11,11 +11,25 @@ where the grad_* tensors are random and `nout` says how many outputs take part (
 2: output and h_n, 3: all three). Stored: inputs, the upstream gradients, the outputs, and the
 gradients of the input, of h0 / c0 (when given) and of every parameter. `repr` cases only print.
 
+Keys of a `run` case (general format: tools/golden/README.md):
+  mode (LSTM / GRU), input_size, hidden_size, num_layers, bias, batch_first, bidirectional (0/1),
+  dropout (float32 repr), training (0/1: train() / eval()), repr (str(module), newlines escaped)
+  param NAME D0 [D1]   one line per parameter, in state_dict order, with its shape
+  params, param_grads  float32 .npy: every parameter / its .grad flattened and concatenated in
+                       that order
+  nin                  1 + number of initial states passed (GRU: h0; LSTM: h0 and c0)
+  nout                 how many outputs enter the loss (output, h_n, c_n in that order)
+  input, h0, c0        float32 inputs (h0 / c0 only when given)
+  output, h_n, c_n     PyTorch's outputs (all of them, whatever nout)
+  grad_output, grad_h_n, grad_c_n   the random upstream gradients (the first nout)
+  grad_input, grad_h0, grad_c0      the gradients PyTorch's backward produced
+`repr/...` cases hold the options, `repr` and the `param` lines only.
+
 Run with Debian's PyTorch: /usr/bin/python3 tools/golden/gen_nn_rnn.py [OUT_DIR]
-The format is described in tools/golden/README.md.
 """
 import os
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -35,7 +49,8 @@ def f32(t):
     return t.detach().numpy().astype(np.float32)
 
 
-# name, mode, options, T, B (None = unbatched 2-D input), states given, nout, training
+# Every case runs for both LSTM and GRU (GRU caps nout at 2). B None = unbatched 2-D input;
+# states: pass h0 (and c0); dropout 1.0 in training is deterministic (layer outputs zeroed).
 RUN_CASES = [
     # (name, I, H, L, bias, batch_first, bidirectional, dropout, training, T, B, states, nout)
     ("basic", 3, 4, 1, True, False, False, 0.0, True, 5, 7, False, 3),
@@ -155,7 +170,6 @@ def gen_run(w, mode, spec):
 
 
 def gen_repr(w, index, mode, kw):
-    import warnings
     cls = torch.nn.LSTM if mode == "LSTM" else torch.nn.GRU
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -183,7 +197,7 @@ def main():
     for i, (mode, kw) in enumerate(REPR_CASES):
         gen_repr(w, i, mode, kw)
     w.write([
-        "format: tools/golden/README.md (nn_rnn section)",
+        "format: tools/golden/README.md; keys: the docstring of tools/golden/gen_nn_rnn.py",
         "run cases: %d; repr cases: %d" % (nrun, len(REPR_CASES)),
     ])
 
