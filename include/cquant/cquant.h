@@ -11,6 +11,7 @@
 #include "cquant/observer.h"
 #include "cquant/qconfig.h"
 #include "cquant/npy.h"
+#include "cquant/quantization.h"
 #include "cquant/idx.h"
 #include "cquant/nn.h"
 #include "cquant/modules.h"

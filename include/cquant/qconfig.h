@@ -48,6 +48,11 @@ typedef enum cq_backend {
 CQ_API const char *cq_backend_name(cq_backend backend);
 CQ_API cq_status cq_backend_parse(const char *name, cq_backend *out);
 
+/* torch.backends.quantized.engine, process-wide: CQ_BACKEND_X86 (default), FBGEMM, QNNPACK or
+ * ONEDNN. convert reads it; converted modules keep the engine's rounding rules. */
+CQ_API void cq_set_quantized_engine(cq_backend engine);
+CQ_API cq_backend cq_quantized_engine(void);
+
 /* get_default_qconfig(backend, version=0) for post-training static quantization. Only version 0
  * exists (CQ_EINVAL otherwise). */
 CQ_API cq_status cq_get_default_qconfig(cq_backend backend, int version, cq_qconfig *out);

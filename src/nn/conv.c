@@ -14,6 +14,7 @@
 #include "kernels/fgemm/sgemm.h"
 #include "nn/im2col.h"
 #include "nn/init.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 
 typedef struct conv_impl {
@@ -400,4 +401,24 @@ cq_status cq_conv1d(cq_module **out, const cq_conv_options *options) {
 
 cq_status cq_conv2d(cq_module **out, const cq_conv_options *options) {
   return conv_new(out, options, 2, &conv2d_type);
+}
+
+cq_status cq_conv_describe(const cq_module *m, cq_conv_options *options, int *dims) {
+  if (m->type != &conv1d_type && m->type != &conv2d_type) {
+    return cq_fail(CQ_EINVAL, "%s is not a convolution", m->type->name);
+  }
+  const conv_impl *p = m->impl;
+  memset(options, 0, sizeof *options);
+  options->in_channels = p->in_channels;
+  options->out_channels = p->out_channels;
+  options->groups = p->groups;
+  options->bias = p->bias;
+  for (int i = 0; i < 2; i++) {
+    options->kernel_size[i] = p->kernel[i];
+    options->stride[i] = p->stride[i];
+    options->padding[i] = p->padding[i];
+    options->dilation[i] = p->dilation[i];
+  }
+  *dims = p->dims;
+  return CQ_OK;
 }

@@ -5,6 +5,7 @@
 #include "cquant/modules.h"
 #include "kernels/fgemm/sgemm.h"
 #include "nn/init.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 
 typedef struct linear_impl {
@@ -117,5 +118,15 @@ cq_status cq_linear(cq_module **out, int64_t in_features, int64_t out_features, 
     return st;
   }
   *out = m;
+  return CQ_OK;
+}
+
+cq_status cq_linear_describe(const cq_module *m, int64_t *in_features, int64_t *out_features,
+                             int *bias) {
+  if (m->type != &linear_type) return cq_fail(CQ_EINVAL, "%s is not a Linear", m->type->name);
+  const linear_impl *p = m->impl;
+  *in_features = p->in_features;
+  *out_features = p->out_features;
+  *bias = p->bias;
   return CQ_OK;
 }

@@ -6,7 +6,9 @@
 
 #include "core/alloc.h"
 #include "core/pyformat.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
+#include "cquant/quantization.h"
 
 static char *dup_string(const char *s) {
   size_t n = strlen(s) + 1;
@@ -56,6 +58,7 @@ void cq_module_free(cq_module *m) {
     cq_tensor_free(m->tensors[i].grad);
   }
   cq_free(m->tensors);
+  cq_free(m->qconfig);
   if (m->type->destroy_impl) {
     m->type->destroy_impl(m->impl);
   } else {
@@ -336,3 +339,38 @@ char *cq_module_repr_alloc(const cq_module *m) {
   cq_strbuf_release(&sb);
   return out;
 }
+
+int cq_module_is(const cq_module *m, const char *type_name) {
+  return m && strcmp(m->type->name, type_name) == 0;
+}
+
+cq_module *cq_module_detach_child(cq_module *m, const char *name) {
+  int i = child_index(m, name, strlen(name));
+  if (i < 0) return NULL;
+  cq_module *child = m->children[i];
+  cq_free(m->child_names[i]);
+  for (int k = i + 1; k < m->nchildren; k++) {
+    m->children[k - 1] = m->children[k];
+    m->child_names[k - 1] = m->child_names[k];
+  }
+  m->nchildren--;
+  if (m->post == child) m->post = NULL;
+  child->parent = NULL;
+  return child;
+}
+
+cq_status cq_module_set_qconfig(cq_module *m, const cq_qconfig *qconfig) {
+  if (!qconfig) {
+    cq_free(m->qconfig);
+    m->qconfig = NULL;
+    return CQ_OK;
+  }
+  if (!m->qconfig) {
+    m->qconfig = cq_malloc_for(sizeof *m->qconfig, "a qconfig");
+    if (!m->qconfig) return CQ_ENOMEM;
+  }
+  *m->qconfig = *qconfig;
+  return CQ_OK;
+}
+
+const cq_qconfig *cq_module_get_qconfig(const cq_module *m) { return m->qconfig; }

@@ -8,6 +8,7 @@
 
 #include "core/strbuf.h"
 #include "cquant/nn.h"
+#include "cquant/qconfig.h"
 
 #define CQ_MAX_IO 8 /* most inputs / outputs of one module call */
 
@@ -47,6 +48,7 @@ struct cq_module {
   int training;
   void *impl; /* type-specific configuration and state */
   cq_module *post; /* child "activation_post_process": applied to output 0 after forward */
+  cq_qconfig *qconfig; /* the module's qconfig attribute (owned), NULL = None */
 };
 
 /* One recorded leaf call. */
@@ -66,6 +68,9 @@ cq_status cq_module_add_parameter(cq_module *m, const char *name, cq_tensor *t);
 cq_status cq_module_add_buffer(cq_module *m, const char *name, cq_tensor *t);
 /* The tensor registered under `name` on m itself (not children), or NULL. */
 cq_named_tensor *cq_module_own_tensor(cq_module *m, const char *name);
+
+/* Detaches the child called `name` and returns it (caller owns it), or NULL when absent. */
+cq_module *cq_module_detach_child(cq_module *m, const char *name);
 
 /* Execution context internals used by module implementations. */
 cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,

@@ -390,3 +390,11 @@ cq_status cq_qconfig_preset(const char *name, cq_qconfig *out) {
   *out = q;
   return CQ_OK;
 }
+
+static cq_backend quantized_engine = CQ_BACKEND_X86;
+
+void cq_set_quantized_engine(cq_backend engine) {
+  if ((unsigned)engine < CQ_BACKEND_COUNT) quantized_engine = engine;
+}
+
+cq_backend cq_quantized_engine(void) { return quantized_engine; }
