@@ -6,7 +6,7 @@
  *     print(obs.__class__.__name__, obs.calculate_qparams())
  *
  * prints the observer, its scale and zero point, and its state as PyTorch prints it. Build with
- * `make`, run ./build/example_seed_observers. */
+ * `make`, run ./build/examples/seed_observers. */
 #include <stdio.h>
 
 #include "cquant/cquant.h"

@@ -1,7 +1,7 @@
 /* Trains the Fashion-MNIST CNN in C (Conv-BN-ReLU-Pool twice, Linear-ReLU-Linear) with Adam and
  * cross-entropy, from a fixed seed, then reports test accuracy and saves the weights.
  *
- *   ./build/example_train_fashion_mnist [--data DIR] [--epochs N] [--out weights.safetensors]
+ *   ./build/examples/train_fashion_mnist [--data DIR] [--epochs N] [--out weights.safetensors]
  *
  * DIR holds the four IDX files (train-images-idx3-ubyte.gz, ...); the default is Debian's
  * dataset-fashion-mnist location. Prints one JSON line per epoch on stdout. */
