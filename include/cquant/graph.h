@@ -60,8 +60,9 @@ CQ_API cq_status cq_graph(cq_module **out, int ninputs);
  * child already registered as `name`. The node reads the values `inputs[0 .. nin-1]`, which must be
  * defined already (graph inputs or outputs of earlier nodes), and defines `nout` new values whose
  * numbers are written to `outputs` (may be NULL: the numbers are always consecutive, starting at
- * cq_graph_num_values before the call). nin and nout must be within what the module accepts. CQ_EINVAL with a message for an undefined value, an unknown name,
- * a duplicate name with a non-NULL module, or a wrong count. */
+ * cq_graph_num_values before the call). nin and nout must be within what the module accepts.
+ * CQ_EINVAL with a message for an undefined value, an unknown name, a duplicate name with a
+ * non-NULL module, or a wrong count; the graph is unchanged then. */
 CQ_API cq_status cq_graph_add_node(cq_module *g, const char *name, cq_module *module, int nin,
                                    const int *inputs, int nout, int *outputs);
 
@@ -69,7 +70,7 @@ CQ_API cq_status cq_graph_add_node(cq_module *g, const char *name, cq_module *mo
  * may be an output). Replaces an earlier declaration. */
 CQ_API cq_status cq_graph_set_outputs(cq_module *g, int n, const int *values);
 
-/* The class name the graph prints as (and names in error messages): "M" prints "M(\n  (...": ...".
+/* The class name the graph prints as and names in error messages ("M" prints "M(\n  (fc): ...").
  * Default "Graph". A Python class name is expected; CQ_EINVAL when empty or containing spaces or
  * parentheses. */
 CQ_API cq_status cq_graph_set_name(cq_module *g, const char *class_name);

@@ -202,7 +202,7 @@ static cq_status tanh_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   const float *yd = y->data, *g = gout[0]->data;
   float *d = gx->data;
   const int64_t n = cq_tensor_numel(y);
-  for (int64_t i = 0; i < n; i++) d[i] = g[i] * (1.0f - yd[i] * yd[i]);
+  for (int64_t i = 0; i < n; i++) d[i] = g[i] * fmaf(-yd[i], yd[i], 1.0f); /* fused, as PyTorch */
   gin[0] = gx;
   return CQ_OK;
 }

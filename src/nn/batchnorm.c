@@ -8,14 +8,15 @@
  * num_batches_tracked counts the batches. Evaluation normalizes with the running statistics.
  * The arithmetic follows PyTorch 1.13's CPU kernels (aten/src/ATen/native/batch_norm.cpp and
  * cpu/batch_norm_kernel.cpp): sums accumulate in double, invstd = 1 / sqrt(var_sum / n + eps) in
- * double, and the output is x * alpha + beta with alpha = invstd * weight and
- * beta = bias - mean * alpha in float. */
+ * double, and the output is fma(x, alpha, beta) with alpha = invstd * weight and
+ * beta = fma(-mean, alpha, bias) in float: bit for bit PyTorch's output on an AVX2 machine. */
 #include <math.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/pyformat.h"
 #include "cquant/modules.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 
 enum { W_WEIGHT, W_BIAS, W_RUNNING_MEAN, W_RUNNING_VAR, W_NUM_BATCHES };
@@ -34,6 +35,90 @@ typedef struct bn_saved {
 } bn_saved;
 
 static float *tdata(const cq_module *m, int which) { return m->tensors[which].tensor->data; }
+
+/* y = fma(x, alpha, beta): PyTorch's AVX2 kernel computes x * alpha + beta as one fused
+ * multiply-add (GCC contracts its vector expression), so cquant does too, exactly rounded either
+ * way: the FMA instruction where the CPU has it, libm's fmaf elsewhere. */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+__attribute__((target("fma"))) static void affine_fma(const float *x, float *y, int64_t n,
+                                                      float alpha, float beta) {
+  for (int64_t i = 0; i < n; i++) y[i] = __builtin_fmaf(x[i], alpha, beta);
+}
+#define HAVE_FMA_TARGET 1
+#endif
+
+static void affine_libm(const float *x, float *y, int64_t n, float alpha, float beta) {
+  for (int64_t i = 0; i < n; i++) y[i] = fmaf(x[i], alpha, beta);
+}
+
+typedef void (*affine_fn)(const float *, float *, int64_t, float, float);
+
+/* Training backward of one plane: dx = (dy - grad_mean - (x - mean) * k) * invstd * w, with the
+ * subtraction of the product fused as GCC fuses PyTorch's vector expression. */
+typedef void (*dx_fn)(const float *x, const float *dy, float *dx, int64_t n, float mean, float k,
+                      float grad_mean, float invstd, float w);
+
+#ifdef HAVE_FMA_TARGET
+__attribute__((target("fma"))) static void dx_fma(const float *x, const float *dy, float *dx,
+                                                  int64_t n, float mean, float k, float grad_mean,
+                                                  float invstd, float w) {
+  for (int64_t i = 0; i < n; i++) {
+    dx[i] = __builtin_fmaf(-(x[i] - mean), k, dy[i] - grad_mean) * invstd * w;
+  }
+}
+#endif
+
+static void dx_libm(const float *x, const float *dy, float *dx, int64_t n, float mean, float k,
+                    float grad_mean, float invstd, float w) {
+  for (int64_t i = 0; i < n; i++) dx[i] = fmaf(-(x[i] - mean), k, dy[i] - grad_mean) * invstd * w;
+}
+
+static int have_fma(void) {
+#ifdef HAVE_FMA_TARGET
+  return __builtin_cpu_supports("fma");
+#else
+  return 0;
+#endif
+}
+
+static affine_fn pick_affine(void) {
+#ifdef HAVE_FMA_TARGET
+  if (have_fma()) return affine_fma;
+#endif
+  return affine_libm;
+}
+
+static dx_fn pick_dx(void) {
+#ifdef HAVE_FMA_TARGET
+  if (have_fma()) return dx_fma;
+#endif
+  return dx_libm;
+}
+
+/* sum(dy) and sum((x - mean) * dy) over one plane, in eight float lanes (as PyTorch's vectorized
+ * reduction) added to the double totals. */
+static void plane_sums(const float *x, const float *dy, int64_t n, float mean, double *sum,
+                       double *dotp) {
+  float s[8] = {0}, d[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int l = 0; l < 8; l++) {
+      s[l] += dy[i + l];
+      d[l] += (x[i + l] - mean) * dy[i + l];
+    }
+  }
+  for (int l = 0; i < n; i++, l++) {
+    s[l] += dy[i];
+    d[l] += (x[i] - mean) * dy[i];
+  }
+  float ts = 0.0f, td = 0.0f;
+  for (int l = 0; l < 8; l++) {
+    ts += s[l];
+    td += d[l];
+  }
+  *sum += ts;
+  *dotp += td;
+}
 
 static cq_status bn_check(const cq_module *m, const cq_tensor *x) {
   const bn_impl *p = m->impl;
@@ -88,6 +173,7 @@ static cq_status bn_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const
 
   const float *xd = x->data;
   float *yd = y->data;
+  const affine_fn affine = pick_affine();
   const float *w = tdata(m, W_WEIGHT), *b = tdata(m, W_BIAS);
   float *rmean = tdata(m, W_RUNNING_MEAN), *rvar = tdata(m, W_RUNNING_VAR);
   for (int64_t c = 0; c < C; c++) {
@@ -123,11 +209,9 @@ static cq_status bn_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const
       invstd = 1.0f / sqrtf(rvar[c] + (float)p->eps);
     }
     const float alpha = invstd * w[c];
-    const float beta = b[c] - mean * alpha;
+    const float beta = fmaf(-mean, alpha, b[c]); /* b - mean * alpha, fused as in PyTorch */
     for (int64_t i = 0; i < nb; i++) {
-      const float *xs = xd + (i * C + c) * image;
-      float *ys = yd + (i * C + c) * image;
-      for (int64_t j = 0; j < image; j++) ys[j] = xs[j] * alpha + beta;
+      affine(xd + (i * C + c) * image, yd + (i * C + c) * image, image, alpha, beta);
     }
     sv->mean[c] = mean;
     /* backward in eval mode recomputes invstd in double, as PyTorch's backward kernel does */
@@ -159,26 +243,20 @@ static cq_status bn_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e,
   float *dx = gx->data;
   const float *w = tdata(m, W_WEIGHT);
   float *gw = m->tensors[W_WEIGHT].grad->data, *gb = m->tensors[W_BIAS].grad->data;
+  const dx_fn train_dx = pick_dx();
   for (int64_t c = 0; c < C; c++) {
     const float mean = sv->mean[c], invstd = sv->invstd[c], wc = w[c];
     double sum = 0.0, dotp = 0.0;
     for (int64_t i = 0; i < nb; i++) {
-      const float *xs = xd + (i * C + c) * image, *gs = gy + (i * C + c) * image;
-      for (int64_t j = 0; j < image; j++) {
-        sum += gs[j];
-        dotp += (xs[j] - mean) * gs[j];
-      }
+      const int64_t off = (i * C + c) * image;
+      plane_sums(xd + off, gy + off, image, mean, &sum, &dotp);
     }
     if (sv->train) {
       const float k = n ? (float)dotp * invstd * invstd / (float)n : 0.0f;
       const float grad_mean = n ? (float)sum / (float)n : 0.0f;
       for (int64_t i = 0; i < nb; i++) {
-        const float *xs = xd + (i * C + c) * image, *gs = gy + (i * C + c) * image;
-        float *ds = dx + (i * C + c) * image;
-        for (int64_t j = 0; j < image; j++) {
-          const float d = (xs[j] - mean) * k;
-          ds[j] = (gs[j] - grad_mean - d) * invstd * wc;
-        }
+        const int64_t off = (i * C + c) * image;
+        train_dx(xd + off, gy + off, dx + off, image, mean, k, grad_mean, invstd, wc);
       }
     } else {
       for (int64_t i = 0; i < nb; i++) {
@@ -267,4 +345,16 @@ cq_status cq_batchnorm1d(cq_module **out, int64_t num_features) {
 
 cq_status cq_batchnorm2d(cq_module **out, int64_t num_features) {
   return new_batchnorm(out, &bn2d_type, num_features, 1);
+}
+
+cq_status cq_batchnorm_describe(const cq_module *m, int64_t *num_features, double *eps,
+                                double *momentum) {
+  if (m->type != &bn1d_type && m->type != &bn2d_type) {
+    return cq_fail(CQ_EINVAL, "%s is not a BatchNorm1d or BatchNorm2d", m->type->name);
+  }
+  const bn_impl *p = m->impl;
+  if (num_features) *num_features = p->num_features;
+  if (eps) *eps = p->eps;
+  if (momentum) *momentum = p->momentum;
+  return CQ_OK;
 }

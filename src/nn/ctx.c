@@ -194,6 +194,27 @@ static int same_shape(const cq_tensor *a, const cq_tensor *b) {
   return 1;
 }
 
+/* A gradient that backward returned for two inputs, or passed through from an output, must not be
+ * stored as is: accumulation adds into stored gradients in place. */
+static int aliased(cq_tensor *const *gin, int k, cq_tensor *const *gout, int nout) {
+  for (int j = 0; j < k; j++) {
+    if (gin[j] == gin[k]) return 1;
+  }
+  for (int o = 0; o < nout; o++) {
+    if (gout[o] == gin[k]) return 1;
+  }
+  return 0;
+}
+
+static cq_status copy_tensor(cq_ctx *ctx, cq_tensor **t) {
+  cq_tensor *c;
+  cq_status st = cq_ctx_tensor(ctx, (*t)->dtype, (*t)->ndim, (*t)->shape, &c);
+  if (st != CQ_OK) return st;
+  memcpy(c->data, (*t)->data, cq_tensor_nbytes(*t));
+  *t = c;
+  return CQ_OK;
+}
+
 cq_status cq_ctx_backward_multi(cq_ctx *ctx, int nout, cq_tensor *const *outputs,
                                 const cq_tensor *const *grads, int nin, cq_tensor *const *inputs,
                                 cq_tensor **input_grads) {
@@ -231,7 +252,8 @@ cq_status cq_ctx_backward_multi(cq_ctx *ctx, int nout, cq_tensor *const *outputs
     cq_tensor *gin[CQ_MAX_IO] = {0};
     st = e->module->type->backward(e->module, ctx, e, gout, gin);
     for (int k = 0; k < e->nin && st == CQ_OK; k++) {
-      if (gin[k]) st = grad_accumulate(&g, e->in[k], gin[k]);
+      if (gin[k] && aliased(gin, k, gout, e->nout)) st = copy_tensor(ctx, &gin[k]);
+      if (gin[k] && st == CQ_OK) st = grad_accumulate(&g, e->in[k], gin[k]);
     }
   }
   if (st == CQ_OK && input_grads) {

@@ -23,7 +23,10 @@ typedef struct cq_module_type {
   /* gout[i] is the gradient of output i (never NULL: zero-filled when unused). Writes gin[i]
    * (allocated with cq_ctx_tensor) for each input that needs one (gin[i] may be left NULL for
    * inputs without gradient, e.g. integer indices) and accumulates parameter gradients. NULL for
-   * containers and for types that cannot be trained. */
+   * containers and for types that cannot be trained. Returning gout[i] itself, or one tensor for
+   * two inputs, is allowed (the ctx copies such aliases before accumulating). A forward that
+   * returns one of its inputs unchanged (identity in eval mode) should not be recorded at all:
+   * give such types no backward, or return before allocating when nothing changes. */
   cq_status (*backward)(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e, cq_tensor *const *gout,
                         cq_tensor **gin);
   /* PyTorch's extra_repr() (may be NULL). */
