@@ -9,7 +9,9 @@ checks that both give the same range, scale and zero point bit for bit, and prin
 with both timings and the speed ratio.
 
 Usage: /usr/bin/python3 bench/histogram_vs_torch.py [--bench PATH] [--batches N]
-           [--shape 1,64,56,56] [--data relu|normal] [--reps N] [--config "key=value ..."]
+           [--shape 1,64,56,56] [--data relu|normal] [--reps N] [--c-reps N]
+           [--config "key=value ..."]
+Exit status 1 if the results differ.
 """
 import argparse
 import json
@@ -81,12 +83,18 @@ def time_torch(batches, kw, reps):
 
 
 def find_bench(path):
+    """--bench, else build/bench_histogram (make's default), else the newest build-*/ one."""
     if path:
         return path
-    for build in ("build-hist", "build"):
-        candidate = os.path.join(HERE, "..", build, "bench_histogram")
+    root = os.path.abspath(os.path.join(HERE, ".."))
+    candidates = [os.path.join(root, "build", "bench_histogram")]
+    others = [os.path.join(root, d, "bench_histogram") for d in os.listdir(root)
+              if d.startswith("build-")]
+    candidates += sorted((c for c in others if os.path.exists(c)), key=os.path.getmtime,
+                         reverse=True)
+    for candidate in candidates:
         if os.path.exists(candidate):
-            return os.path.abspath(candidate)
+            return candidate
     sys.exit("bench_histogram not found; build first (make) or pass --bench")
 
 

@@ -9,22 +9,31 @@
  * applies rule 1.2 to it.
  *
  * Every float operation below is the one PyTorch performs, in the same precision and order, with
- * three PyTorch kernels reproduced exactly rather than approximated:
+ * these PyTorch kernels reproduced exactly rather than approximated:
  *  - torch.histc: only elements inside [trunc(lo), trunc(hi)] are counted (the observer passes
- *    Python int()s of its float range), bin = trunc(f32(f32(v - lo) / f32(hi - lo)) * bins);
+ *    Python int()s of its float range; equal bounds fall back to the batch's min/max, then to
+ *    min - 1, max + 1), bin = trunc(f32(f32(v - lo) / f32(hi - lo)) * bins): the division comes
+ *    first, which matters when bins is not a power of two;
  *  - torch.aminmax: 8 float lanes with MINPS/MAXPS semantics and a tree reduction, which decides the
  *    sign of a zero minimum or maximum;
- *  - torch.sum: the AVX2 vectorised cascade sum (8 lanes, 4 interleaved rows, 4 levels).
+ *  - torch.sum: the AVX2 vectorised cascade sum (8 lanes, 4 interleaved rows, 4 levels);
+ *  - torch.cumsum of float32: accumulated in double, each prefix rounded to float32;
+ *  - torch.div(rounding_mode='floor'): fmod-based, i.e. the exact floor of the real quotient.
  * The merge's cumulative sum over bins * downsample_rate cells is evaluated without materialising
  * it: runs of equal cells are summed in closed form when every partial sum is exact in double
  * (which the code proves per run) and one addition at a time otherwise, so the result is that of
  * PyTorch's sequential double cumsum.
  *
- * Where PyTorch raises instead of producing a result, update() returns an error and leaves the
- * observer unchanged: a range endpoint at or beyond +-2^63 (int() overflow), a bin width that
- * underflows to zero, and a merged range whose grid cannot hold the old histogram. Counts are exact
- * integers rounded to float32; PyTorch accumulates them in float32 per thread, which differs only
- * when one bin receives more than 2^24 elements of a single batch. */
+ * Where PyTorch raises instead of producing a result, update() returns CQ_EVALUE and leaves the
+ * observer unchanged (PyTorch may already have overwritten min_val/max_val): a range endpoint at or
+ * beyond +-2^63 (int() overflow), a bin width that underflows to zero, and a merged range whose
+ * grid cannot hold the old histogram. Merges whose grid PyTorch cannot allocate (a range growing
+ * by a factor of thousands in one batch) are computed all the same, up to 2^52 grid cells. Counts
+ * are exact integers rounded to float32; PyTorch accumulates them in float32 per thread, which
+ * differs only when one bin receives more than 2^24 elements of a single batch.
+ *
+ * The batch scans (min/max, bin indices) have AVX2 versions, chosen through cq_isa_active(), which
+ * give the same bits as the portable ones. */
 #include "quant/observer_histogram.h"
 
 #include <math.h>
@@ -49,8 +58,9 @@
 #define COUNT_COPIES 4
 /* Elements whose bin indices are computed before they are counted. */
 #define COUNT_CHUNK 1024
-/* Largest downsample rate accepted when merging (PyTorch would need bins * rate * 12 bytes). */
-#define MAX_DOWNSAMPLE_RATE 1099511627776.0f /* 2^40 */
+/* Largest merged grid (bins * downsample rate cells) accepted; PyTorch materialises the grid (12
+ * bytes a cell) and runs out of memory long before, cquant never materialises it. */
+#define MAX_GRID_CELLS 4503599627370496.0 /* 2^52 */
 
 typedef struct histogram_state {
   int bins;
@@ -372,7 +382,8 @@ static cq_status histc(histogram_state *st, const histogram_kernels *kern, const
                    "int() of the histogram bounds overflows",
                    (double)range_min, (double)range_max);
   }
-  double lo = trunc((double)range_min), hi = trunc((double)range_max);
+  /* Python int()s: truncated, and + 0.0 turns a -0.0 into the 0 an int has */
+  double lo = trunc((double)range_min) + 0.0, hi = trunc((double)range_max) + 0.0;
   if (lo == hi) {
     lo = xmin;
     hi = xmax;
@@ -402,6 +413,14 @@ static int lowest_bit_exponent(double v) {
   return e - 1075 + __builtin_ctzll(mant);
 }
 
+/* 2^e for a normal exponent e in [-1022, 1023]. */
+static double power_of_two(int e) {
+  const uint64_t u = (uint64_t)(e + 1023) << 52;
+  double v;
+  memcpy(&v, &u, sizeof v);
+  return v;
+}
+
 /* acc + h + h + ... (t additions, each rounded to double), the way torch.cumsum accumulates a run of
  * t equal cells. When acc and h are multiples of 2^q and every partial sum stays below 2^(53+q) in
  * magnitude, no addition rounds and the result is acc + t*h, computed exactly. */
@@ -414,7 +433,7 @@ static double add_run(double acc, double h, int64_t t) {
   }
   /* bound overestimates |acc| + t|h| by at most two roundings, so 2^(52+q) leaves room for them */
   const double bound = fabs(acc) + (double)t * fabs(h);
-  if (q + 52 <= 1023 && bound < ldexp(1.0, q + 52)) return acc + (double)t * h;
+  if (q + 52 <= 1023 && bound < power_of_two(q + 52)) return acc + (double)t * h;
   for (int64_t i = 0; i < t; i++) acc += h;
   return acc;
 }
@@ -484,18 +503,20 @@ static cq_status histogram_update(cq_observer *obs, const float *x, int ndim, co
   const float cell = (old_max - old_min) / (float)((int64_t)bins * up);
   const float grid = (float)bins * cell;
   const float rate_f = ceilf((cmax - cmin) / grid);
-  if (!(rate_f >= 1.0f && rate_f <= MAX_DOWNSAMPLE_RATE)) {
+  const float extra = rate_f * grid - (cmax - cmin);
+  const float start_f = nearbyintf((old_min - cmin) / cell);
+  if (!(rate_f >= 1.0f && (double)rate_f * bins <= MAX_GRID_CELLS && start_f >= 0.0f &&
+        (double)start_f <= MAX_GRID_CELLS)) {
+    /* a bin width that underflows to 0 makes the rate inf (PyTorch: int() overflow) */
     return cq_fail(CQ_EVALUE,
                    "HistogramObserver: cannot merge range [%.9g, %.9g] into [%.9g, %.9g]: the "
-                   "downsample rate %.9g is not a positive integer up to 2^40 (PyTorch fails here "
-                   "too)",
+                   "downsample rate %.9g is not a positive integer with bins * rate <= 2^52 "
+                   "(PyTorch fails here too)",
                    (double)xmin, (double)xmax, (double)old_min, (double)old_max, (double)rate_f);
   }
   const int64_t rate = (int64_t)rate_f;
-  const float extra = rate_f * grid - (cmax - cmin);
-  cmax = cmax + extra;
-  const float start_f = nearbyintf((old_min - cmin) / cell);
   const int64_t start = (int64_t)start_f;
+  cmax = cmax + extra;
 
   cq_status status = histc(st, &kern, x, n, cmin, cmax, xmin, xmax);
   if (status != CQ_OK) return status;

@@ -235,6 +235,7 @@ def configs():
         ("bins100_up16", {"bins": 100, "upsample_rate": 16}),
         ("bins3000", {"bins": 3000}),
         ("bins7_up3", {"bins": 7, "upsample_rate": 3}),
+        ("bins1", {"bins": 1}),
         ("up1", {"upsample_rate": 1}),
         ("up64_bins1024", {"upsample_rate": 64, "bins": 1024}),
         ("up200", {"upsample_rate": 200}),
@@ -257,7 +258,7 @@ def gen_sweep(w, rng):
     n = 0
     cfgs = configs()
     for i, (label, kw) in enumerate(cfgs):
-        reps = 8 if label == "default" else 4
+        reps = 12 if label == "default" else 6
         for j in range(reps):
             k = i * 7 + j * 5
             dist = DISTS[k % len(DISTS)]
@@ -299,6 +300,9 @@ def gen_special(w, rng):
         ("truncation/inside_unit", {}, explicit([[-0.9, -0.5, 0.0, 0.3, 0.95]])),
         ("truncation/positive_fraction", {}, explicit([[0.25, 0.5, 0.75, 1.5, 1.75]])),
         ("truncation/merge_same_int", {}, explicit([[2.1, 2.5, 2.9, 2.2], [2.05, 2.95, 2.4, 2.6]])),
+        ("truncation/integers_at_edges", {}, explicit([[-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 3.0],
+                                                       [-2.0, 3.0, 1.0, 1.0, 0.0, -1.0, 2.0]])),
+        ("truncation/two_values", {"dtype": torch.qint8}, explicit([[-1.5, 2.5] * 4])),
         ("truncation/all_dropped", {}, explicit([[3.25, 3.5, 3.75, 3.9], [3.3, 3.6, 3.95, 3.1]])),
         # constant data: the next batch starts over (reset rule)
         ("reset/constant_then_random", {}, np.stack([np.full(50, 2.5, F32),
