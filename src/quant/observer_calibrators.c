@@ -20,7 +20,8 @@
  *      limited to 2^24 bins: CQ_EUNSUPPORTED beyond).
  *    - Later batch within the last edge: counts += histc(a, len(counts), 0, edges[-1]).
  *    torch.histc over [0, hi] with B bins counts every v in [e0, eB] (e0, eB = first and last
- *    element of torch.linspace(0, hi, B + 1)) into bin trunc(f32(f32(v * B) / eB)), clamped to B - 1;
+ *    element of torch.linspace(0, hi, B + 1)) into bin trunc(f32(f32(v / eB) * B)), clamped to
+ *    B - 1 (dividing first: multiplying first differs when B is not a power of two);
  *    counts are float32 incremented by 1 (exact below 2^24 per bin and batch). When hi == 0 (all
  *    of a batch is 0) histc bins over [-1, 1] instead, as torch does.
  *    Edges are float32 and reproduce torch 1.13's CPU kernels bit for bit as built by Debian (AVX2
@@ -30,10 +31,12 @@
  *    a batch with a larger max starts a fresh grid as a first batch would, and the earlier counts
  *    go to bin 0 (the reference divides by the zero width and fails); a grid never shrinks (the
  *    reference fails if rounding made n smaller than the current length); a threshold index past
- *    the last edge takes the last edge. Values whose histc arithmetic would overflow float32
- *    (|x| * bins > FLT_MAX, about 1.6e35 for 2048 bins) are rejected with CQ_EVALUE.
+ *    the last edge takes the last edge; a later batch whose max + bin width overflows float32
+ *    (|x| within a bin width of FLT_MAX) is rejected with CQ_EVALUE (torch.arange refuses the
+ *    infinite end).
  *
- * 2. amax = compute_amax(method), on the counts truncated to integers:
+ * 2. amax = compute_amax(method), on the counts truncated to integers (int64 here; the reference's
+ *    int32 would wrap at 2^31 in one bin):
  *    - percentile (config.percentile, default 99.99): cdf = cumsum(count / total) in double;
  *      idx = first index with cdf[idx] >= percentile / 100 (numpy searchsorted, side left), or the
  *      number of bins if none; amax = edges[idx].
@@ -41,8 +44,9 @@
  *      c_j = f32(f32(e_j + e_j+1) / 2); for each candidate i = start_bin, start_bin + stride, ...
  *      below the number of centres: s = f32(bound / c_i), fq(c) = f32(clamp(rint(f32(c * s)),
  *      lower, bound) / s) (every fq is 0 when c_i <= 2^-24), error = sum over bins of
- *      f32(f32((fq(c_j) - c_j)^2) * count_j); the first minimum wins; amax = c_i. The reference
- *      takes a float32 mean (on CUDA); cquant sums the float32 terms in double.
+ *      f32(f32((fq(c_j) - c_j)^2) * count_j); the first minimum wins, an error that overflowed to
+ *      NaN (data beyond ~1e19) counts as +inf (the reference's argmin would pick it); amax = c_i. The reference takes a float32 mean (on CUDA); cquant adds the float32 terms in
+ *      order in double, so where the error curve is flat the two can pick neighbouring bins.
  *    - entropy (start_bin, stride as above): bins = counts with bins[0] replaced by bins[1];
  *      nq = 128 (256 when unsigned); for i = start_bin, start_bin + stride, ..., len(bins)
  *      inclusive: source bin j < i falls in quantized bin floor(j * nq / i) (numpy digitize over
@@ -50,9 +54,9 @@
  *      count evenly over its non-empty source bins; P = bins[:i] with sum(bins[i:]) added to its
  *      last element; divergence = scipy.stats.entropy(P, Q) = sum rel_entr(P / sum P, Q / sum Q),
  *      with numpy's blocked pairwise summation and libm log, so values match bit for bit. The
- *      pick is numpy's argmin over the reversed list: the last minimum, and a NaN divergence (Q
- *      all zero, e.g. when the first i bins are empty) counts as the minimum, so the last NaN
- *      candidate wins over any finite one. amax = edges[i].
+ *      pick is the last minimum (numpy's argmin over the reversed list). Deviation from the
+ *      reference: a NaN divergence (Q all zero, when the first i bins are empty) counts as +inf;
+ *      the reference's argmin picks NaN and then clips below every observed value. amax = edges[i].
  *    num_bits is 8. "unsigned" (for mse: bound 255, lower 0, else bound 127, lower -127; for
  *    entropy: nq) is 1 when no negative value has been observed since creation or reset.
  *
@@ -62,9 +66,13 @@
  *    [0, amax] gives scale amax/255 and zero point 0, and [-amax, amax] gives scale 2*amax/255 and
  *    zero point 127 or 128 depending on the last bit of amax.
  *
- * The observer's min_val/max_val are the real running min and max (for the repr), as in
- * MinMaxObserver. Cost: percentile O(bins), mse O(bins^2 / stride), entropy
- * O(bins^2 / stride) per qparams call. */
+ * The observer's min_val/max_val are the real running min and max, as in MinMaxObserver. No
+ * PyTorch class exists to copy a repr from; it prints as
+ * "HistogramCalibrator(method=percentile, percentile=99.99, num_bins=2048, min_val=-1.5,
+ * max_val=2.25)" (mse/entropy show "start_bin=128, stride=1" instead of the percentile; num_bins is
+ * the current histogram length; floats as Python prints them).
+ * Cost per qparams call: percentile O(bins); mse and entropy O(bins^2 / stride) (entropy takes a
+ * log per non-empty bin and candidate), the reference's algorithm as written. */
 #include <math.h>
 #include <string.h>
 
@@ -77,6 +85,8 @@
 #define CALIB_MAX_BINS ((int64_t)1 << 24)
 /* fake_tensor_quant treats amax at or below this as zero. */
 #define CALIB_AMAX_EPSILON (1.0f / 16777216.0f)
+/* Largest last edge for which no MSE error term can overflow float32 (|error| <= 2 * edge). */
+#define MSE_SPARSE_MAX_EDGE 1e18f
 /* numpy reduces in buffers of this many elements, pairwise inside each. */
 #define NUMPY_BUFSIZE 8192
 
@@ -151,11 +161,12 @@ static const char *method_name(cq_observer_kind kind) {
 
 /* --- collection ------------------------------------------------------------------------------- */
 
-/* Adds torch.histc(|x|, bins, min=0, max=hi) to h. The caller guarantees max|x| <= hi and that
- * f32(last edge * bins) is finite. */
+/* Adds torch.histc(|x|, bins, min=0, max=hi) to h. Values outside [e0, eB] are dropped, as torch
+ * does (after a grid extension eB can round to just below the batch's max). hi == 0 only when
+ * every |x| is 0. */
 static void histc_abs(const float *x, int64_t n, int64_t bins, float hi, float *h) {
   float lo = 0.0f;
-  if (hi == 0.0f) { /* histc's min == max rule; here every |x| is 0 */
+  if (hi == 0.0f) { /* histc's min == max rule */
     lo = -1.0f;
     hi = 1.0f;
   }
@@ -166,7 +177,7 @@ static void histc_abs(const float *x, int64_t n, int64_t bins, float hi, float *
   for (int64_t i = 0; i < n; i++) {
     const float v = fabsf(x[i]);
     if (v < e0 || v > eb) continue;
-    int64_t pos = (int64_t)((v - e0) * fbins / span);
+    int64_t pos = (int64_t)((v - e0) / span * fbins);
     if (pos == bins) pos = bins - 1;
     h[pos] += 1.0f;
   }
@@ -232,12 +243,6 @@ static cq_status calib_update(cq_observer *obs, const float *x, int ndim, const 
     grid.param = amax;
     grid.count = nb + 1;
     hist_hi = amax;
-  }
-  if (isinf(linspace_last(0.0f, hist_hi, nb + 1) * (float)nb)) {
-    return cq_fail(CQ_EVALUE,
-                   "%s calibrator: max |x| = %g times %lld bins overflows float32 in the "
-                   "histogram arithmetic",
-                   method_name(obs->cfg.kind), (double)amax, (long long)nb);
   }
 
   float *h = cq_calloc_for((size_t)nb, sizeof(float), "calibrator histogram");
@@ -331,9 +336,11 @@ static cq_status amax_mse(const calib_state *s, int is_unsigned, int start_bin, 
   const int64_t m = ncenters < s->nbins ? ncenters : s->nbins;
   float *centers = cq_malloc_for(sizeof(float) * (size_t)ncenters, "MSE calibrator centres");
   float *counts = cq_malloc_for(sizeof(float) * (size_t)m, "MSE calibrator counts");
-  if (!centers || !counts) {
+  int64_t *used = cq_malloc_for(sizeof(int64_t) * (size_t)m, "MSE calibrator bin list");
+  if (!centers || !counts || !used) {
     cq_free(centers);
     cq_free(counts);
+    cq_free(used);
     return CQ_ENOMEM;
   }
   float prev = grid_edge(&s->grid, 0);
@@ -342,7 +349,15 @@ static cq_status amax_mse(const calib_state *s, int is_unsigned, int start_bin, 
     centers[j] = (prev + next) / 2.0f;
     prev = next;
   }
-  for (int64_t j = 0; j < m; j++) counts[j] = (float)(int64_t)s->hist[j];
+  /* An empty bin's error term is +0 (leaving the running sum unchanged) unless its squared error
+   * overflows float32, when inf * 0 makes it NaN. Below MSE_SPARSE_MAX_EDGE no error can
+   * overflow, so only the non-empty bins are visited (in order), with the same result. */
+  const int sparse = grid_last_edge(&s->grid) <= MSE_SPARSE_MAX_EDGE;
+  int64_t nused = 0;
+  for (int64_t j = 0; j < m; j++) {
+    counts[j] = (float)(int64_t)s->hist[j];
+    if (!sparse || counts[j] != 0.0f) used[nused++] = j;
+  }
 
   const float bound = is_unsigned ? 255.0f : 127.0f;
   const float lower = is_unsigned ? 0.0f : -127.0f;
@@ -353,7 +368,8 @@ static cq_status amax_mse(const calib_state *s, int is_unsigned, int start_bin, 
     const int zero = a <= CALIB_AMAX_EPSILON;
     const float scale = bound / a;
     double err = 0.0;
-    for (int64_t j = 0; j < m; j++) {
+    for (int64_t u = 0; u < nused; u++) {
+      const int64_t j = used[u];
       const float c = centers[j];
       float fq = 0.0f;
       if (!zero) {
@@ -366,6 +382,9 @@ static cq_status amax_mse(const calib_state *s, int is_unsigned, int start_bin, 
       const float d2 = d * d;
       err += (double)(d2 * counts[j]);
     }
+    /* the first minimum; an error that overflowed to NaN never wins (the reference's argmin would
+     * pick it, which clips at a meaningless threshold) */
+    if (isnan(err)) err = INFINITY;
     if (best_i < 0 || err < best) {
       best = err;
       best_i = i;
@@ -380,11 +399,13 @@ static cq_status amax_mse(const calib_state *s, int is_unsigned, int start_bin, 
   }
   cq_free(centers);
   cq_free(counts);
+  cq_free(used);
   return st;
 }
 
 typedef struct entropy_scratch {
   int64_t *bins;
+  int64_t *group; /* quantized bin of each source bin */
   double *q;
   double *vec;
   double *group_sum;
@@ -393,6 +414,7 @@ typedef struct entropy_scratch {
 
 static void entropy_scratch_free(entropy_scratch *w) {
   cq_free(w->bins);
+  cq_free(w->group);
   cq_free(w->q);
   cq_free(w->vec);
   cq_free(w->group_sum);
@@ -407,19 +429,21 @@ static double entropy_divergence(entropy_scratch *w, int64_t i, int64_t nq, int6
     w->group_sum[k] = 0.0;
     w->group_count[k] = 0;
   }
-  int64_t head = 0;
+  /* group[j] = floor(j * nq / i), found by stepping k while (k + 1) * i <= j * nq. */
+  int64_t head = 0, k = 0;
   for (int64_t j = 0; j < i; j++) {
+    while ((k + 1) * i <= j * nq) k++;
+    w->group[j] = k;
     head += bins[j];
     if (bins[j] != 0) {
-      const int64_t k = j * nq / i;
       w->group_sum[k] += (double)bins[j];
       w->group_count[k]++;
     }
   }
-  for (int64_t k = 0; k < nq; k++) {
+  for (k = 0; k < nq; k++) {
     if (w->group_count[k] != 0) w->group_sum[k] /= (double)w->group_count[k];
   }
-  for (int64_t j = 0; j < i; j++) w->q[j] = bins[j] != 0 ? w->group_sum[j * nq / i] : 0.0;
+  for (int64_t j = 0; j < i; j++) w->q[j] = bins[j] != 0 ? w->group_sum[w->group[j]] : 0.0;
   const int64_t tail = total - head;
   const double q_total = numpy_sum(w->q, i);
   const double p_total = (double)total;
@@ -436,11 +460,12 @@ static cq_status amax_entropy(const calib_state *s, int is_unsigned, int start_b
   const int64_t nq = is_unsigned ? 256 : 128;
   entropy_scratch w;
   w.bins = cq_malloc_for(sizeof(int64_t) * (size_t)n, "entropy calibrator bins");
+  w.group = cq_malloc_for(sizeof(int64_t) * (size_t)n, "entropy calibrator groups");
   w.q = cq_malloc_for(sizeof(double) * (size_t)n, "entropy calibrator Q");
   w.vec = cq_malloc_for(sizeof(double) * (size_t)n, "entropy calibrator terms");
   w.group_sum = cq_malloc_for(sizeof(double) * (size_t)nq, "entropy calibrator groups");
   w.group_count = cq_malloc_for(sizeof(int64_t) * (size_t)nq, "entropy calibrator groups");
-  if (!w.bins || !w.q || !w.vec || !w.group_sum || !w.group_count) {
+  if (!w.bins || !w.group || !w.q || !w.vec || !w.group_sum || !w.group_count) {
     entropy_scratch_free(&w);
     return CQ_ENOMEM;
   }
@@ -449,16 +474,15 @@ static cq_status amax_entropy(const calib_state *s, int is_unsigned, int start_b
   int64_t total = 0;
   for (int64_t j = 0; j < n; j++) total += w.bins[j];
 
-  /* numpy argmin over the reversed divergences: the last minimum; NaN beats everything. */
+  /* the last minimum (numpy argmin over the reversed list). A NaN divergence (Q all zero: the
+   * first i bins are empty) counts as +inf: the reference's argmin would pick it and clip below
+   * every observed value. */
   int64_t best_i = -1;
-  int best_is_nan = 0;
   double best = INFINITY;
   for (int64_t i = start_bin; i <= n; i += stride) {
-    const double d = entropy_divergence(&w, i, nq, total);
-    if (isnan(d)) {
-      best_is_nan = 1;
-      best_i = i;
-    } else if (!best_is_nan && (best_i < 0 || d <= best)) {
+    double d = entropy_divergence(&w, i, nq, total);
+    if (isnan(d)) d = INFINITY;
+    if (best_i < 0 || d <= best) {
       best = d;
       best_i = i;
     }
