@@ -12,6 +12,7 @@
 #include "cquant/qconfig.h"
 #include "cquant/npy.h"
 #include "cquant/quantization.h"
+#include "cquant/threads.h"
 #include "cquant/idx.h"
 #include "cquant/nn.h"
 #include "cquant/modules.h"

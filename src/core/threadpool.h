@@ -35,6 +35,9 @@ int cq_threadpool_threads(const cq_threadpool *tp);
 /* See the top of this file. max_threads <= 0 means no limit. n <= 0 does nothing. */
 void cq_parallel_for(cq_threadpool *tp, int64_t n, int max_threads, cq_parallel_fn fn, void *ctx);
 
+/* The pool set by cq_set_num_threads (include/cquant/threads.h); NULL when it is one thread. */
+cq_threadpool *cq_default_threadpool(void);
+
 /* The range of part t of T over [0, n): [t*n/T, (t+1)*n/T). */
 static inline void cq_partition(int64_t n, int parts, int t, int64_t *begin, int64_t *end) {
   *begin = (int64_t)((__int128)n * t / parts);
