@@ -2,6 +2,8 @@
 # Installs the Debian packages cquant's build and tests need, when missing.
 set -euo pipefail
 packages=(cmake make gcc libc6-dev libcjson-dev libopenblas-dev zlib1g-dev)
+# CQ_BENCH_DEPS=1 adds the anchors the benchmarks in bench/ compare against (never needed by tests).
+if [ "${CQ_BENCH_DEPS:-0}" = 1 ]; then packages+=(libdnnl-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -37,6 +37,11 @@ typedef struct cq_conv_options {
   int64_t dilation[2];
   int64_t groups;
   int bias;
+  /* Conv2d only, printing only: the kernel size was written as a 1-tuple, nn.Conv2d(c, o, (k,)).
+   * PyTorch's _pair keeps a tuple as given, so that module prints kernel_size=(k,) (the seed's toy
+   * model does); set this (with kernel_size = {k, 1}) to print the same. The convolution itself
+   * is the k x 1 one (PyTorch's module would have a 3-D weight and could not run). */
+  int kernel_1tuple;
 } cq_conv_options;
 
 /* Defaults of nn.Conv2d(in, out, (kh, kw)): stride 1, padding 0, dilation 1, groups 1, bias. */

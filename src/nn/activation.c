@@ -12,7 +12,9 @@
 #include "core/alloc.h"
 #include "core/pyformat.h"
 #include "cquant/modules.h"
+#include "cquant/qconfig.h"
 #include "nn/module_impl.h"
+#include "nn/quantized/qops.h"
 
 /* Python's repr of a float argument the user wrote as a literal: the shortest decimal that gives
  * back the same float32 (so 0.1f prints "0.1", as nn.Hardtanh(-0.1, 0.1) does). */
@@ -51,6 +53,8 @@ static cq_status hardtanh_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor 
   (void)nout;
   const hardtanh_impl *p = m->impl;
   const cq_tensor *x = in[0];
+  /* quantized: clamp to the quantized bounds, the input's qparams */
+  if (x->qparams) return cq_qop_clamp(m, ctx, x, p->min_val, p->max_val, &out[0]);
   cq_status st = need_f32(m, x);
   if (st != CQ_OK) return st;
   cq_tensor *y;
@@ -137,6 +141,9 @@ static cq_status sigmoid_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *
   (void)nin;
   (void)nout;
   const cq_tensor *x = in[0];
+  if (x->qparams) { /* quantized: fixed output qparams, the engine's kernel at call time */
+    return cq_qop_sigmoid(m, ctx, x, cq_quantized_engine(), CQ_QLAYOUT_DEFAULT, &out[0]);
+  }
   cq_status st = need_f32(m, x);
   if (st != CQ_OK) return st;
   cq_tensor *y;
@@ -179,6 +186,9 @@ static cq_status tanh_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *con
   (void)nin;
   (void)nout;
   const cq_tensor *x = in[0];
+  if (x->qparams) { /* quantized: fixed output qparams, the engine's kernel at call time */
+    return cq_qop_tanh(m, ctx, x, cq_quantized_engine(), CQ_QLAYOUT_DEFAULT, &out[0]);
+  }
   cq_status st = need_f32(m, x);
   if (st != CQ_OK) return st;
   cq_tensor *y;

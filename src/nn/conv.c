@@ -23,6 +23,7 @@ typedef struct conv_impl {
   /* As the user gave them: [0] = H and [1] = W for Conv2d; Conv1d uses [0] only. */
   int64_t kernel[2], stride[2], padding[2], dilation[2];
   int bias;
+  int kernel_1tuple; /* Conv2d whose kernel_size was given as (k,): printed so */
 } conv_impl;
 
 cq_conv_options cq_conv_defaults(int64_t in_channels, int64_t out_channels, int64_t kh,
@@ -274,7 +275,7 @@ static void conv_extra_repr(const cq_module *m, cq_strbuf *sb) {
   const conv_impl *p = m->impl;
   cq_strbuf_appendf(sb, "%lld, %lld, kernel_size=", (long long)p->in_channels,
                     (long long)p->out_channels);
-  append_tuple(sb, p->dims, p->kernel);
+  append_tuple(sb, p->kernel_1tuple ? 1 : p->dims, p->kernel);
   cq_strbuf_append(sb, ", stride=");
   append_tuple(sb, p->dims, p->stride);
   if (!all_equal(p->dims, p->padding, 0)) {
@@ -325,6 +326,12 @@ static cq_status check_options(const char *name, int dims, const cq_conv_options
     return cq_fail(CQ_EINVAL, "%s: out_channels %lld must be divisible by groups %lld", name,
                    (long long)o->out_channels, (long long)o->groups);
   }
+  if (o->kernel_1tuple && dims == 2 && o->kernel_size[1] != 1) {
+    return cq_fail(CQ_EINVAL,
+                   "%s: a kernel_size given as the 1-tuple (%lld,) needs kernel_size[1] == 1, got "
+                   "%lld",
+                   name, (long long)o->kernel_size[0], (long long)o->kernel_size[1]);
+  }
   static const char *axis[2] = {"[0]", "[1]"};
   for (int d = 0; d < dims; d++) {
     const char *ax = dims == 1 ? "" : axis[d];
@@ -360,6 +367,7 @@ static cq_status conv_new(cq_module **out, const cq_conv_options *o, int dims,
   p->out_channels = o->out_channels;
   p->groups = o->groups;
   p->bias = o->bias != 0;
+  p->kernel_1tuple = dims == 2 && o->kernel_1tuple != 0;
   int64_t wshape[4] = {o->out_channels, o->in_channels / o->groups, 1, 1};
   int64_t fan_in = o->in_channels / o->groups;
   for (int d = 0; d < dims; d++) {
@@ -413,6 +421,7 @@ cq_status cq_conv_describe(const cq_module *m, cq_conv_options *options, int *di
   options->out_channels = p->out_channels;
   options->groups = p->groups;
   options->bias = p->bias;
+  options->kernel_1tuple = p->kernel_1tuple;
   for (int i = 0; i < 2; i++) {
     options->kernel_size[i] = p->kernel[i];
     options->stride[i] = p->stride[i];

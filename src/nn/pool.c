@@ -21,7 +21,9 @@
 
 #include "core/alloc.h"
 #include "cquant/modules.h"
+#include "cquant/qconfig.h"
 #include "nn/module_impl.h"
+#include "nn/quantized/qops.h"
 
 typedef struct pool_impl {
   int64_t kernel[2], stride[2], padding[2], dilation[2]; /* [0] = H, [1] = W; stride resolved */
@@ -122,6 +124,19 @@ static cq_status pool_output(cq_ctx *ctx, const cq_tensor *x, int64_t out_h, int
   return cq_ctx_tensor(ctx, CQ_F32, x->ndim, shape, y);
 }
 
+/* The geometry of a pool for the quantized kernels (nn/quantized/qops.h). */
+static cq_qpool2d qpool_of(const pool_impl *p) {
+  cq_qpool2d g;
+  memcpy(g.kernel, p->kernel, sizeof g.kernel);
+  memcpy(g.stride, p->stride, sizeof g.stride);
+  memcpy(g.padding, p->padding, sizeof g.padding);
+  memcpy(g.dilation, p->dilation, sizeof g.dilation);
+  g.ceil_mode = p->ceil_mode;
+  g.count_include_pad = p->count_include_pad;
+  g.divisor_override = p->divisor_override;
+  return g;
+}
+
 /* --- MaxPool2d ----------------------------------------------------------------------------------- */
 
 /* Window rows/cols of output o: first in-bounds position and end (exclusive), stepping by dilation
@@ -142,6 +157,10 @@ static cq_status maxpool_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *
   (void)nout;
   const pool_impl *p = m->impl;
   const cq_tensor *x = in[0];
+  if (x->qparams) { /* quantized: max of the integers, the engine's kernel at call time */
+    const cq_qpool2d g = qpool_of(p);
+    return cq_qop_maxpool2d(m, ctx, x, &g, cq_quantized_engine(), &out[0]);
+  }
   pool_plan pl;
   cq_status st = pool_plan_for(m, x, &pl);
   if (st != CQ_OK) return st;
@@ -252,6 +271,10 @@ static cq_status avgpool_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *
   (void)nout;
   const pool_impl *p = m->impl;
   const cq_tensor *x = in[0];
+  if (x->qparams) { /* quantized: the engine's kernel, read at call time as PyTorch does */
+    const cq_qpool2d g = qpool_of(p);
+    return cq_qop_avgpool2d(m, ctx, x, &g, cq_quantized_engine(), CQ_QLAYOUT_DEFAULT, &out[0]);
+  }
   pool_plan pl;
   cq_status st = pool_plan_for(m, x, &pl);
   if (st != CQ_OK) return st;
@@ -327,6 +350,10 @@ static cq_status adaptive_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor 
   (void)nout;
   const adaptive_impl *p = m->impl;
   const cq_tensor *x = in[0];
+  if (x->qparams) { /* quantized: the engine's kernel, read at call time as PyTorch does */
+    return cq_qop_adaptive_avgpool2d(m, ctx, x, p->out[0], p->out[1], cq_quantized_engine(),
+                                     CQ_QLAYOUT_DEFAULT, &out[0]);
+  }
   pool_plan pl;
   cq_status st = pool_input(m, x, &pl);
   if (st != CQ_OK) return st;

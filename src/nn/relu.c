@@ -3,12 +3,14 @@
 
 #include "cquant/modules.h"
 #include "nn/module_impl.h"
+#include "nn/quantized/qops.h"
 
 static cq_status relu_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
                               cq_tensor **out) {
   (void)nin;
   (void)nout;
   const cq_tensor *x = in[0];
+  if (x->qparams) return cq_qop_relu(m, ctx, x, &out[0]); /* quantized: max(q, zero_point) */
   if (x->dtype != CQ_F32) return cq_module_fail(m, CQ_EINVAL, "input must be float32");
   cq_tensor *y;
   cq_status st = cq_ctx_tensor(ctx, CQ_F32, x->ndim, x->shape, &y);

@@ -17,7 +17,6 @@
  * (scaled by 1/(1-p); p = 1 zeroes it). With gradients enabled the forward keeps each layer's
  * input, the dropout masks and per step the activated gates and the states entering the step; the
  * backward runs through time in reverse and does the weight gradients of a layer as two GEMMs. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -17,6 +17,7 @@
 #include "cquant/graph.h"
 #include "cquant/modules.h"
 #include "nn/module_impl.h"
+#include "nn/quantized/qops.h"
 
 static cq_status need_f32(const cq_module *m, const cq_tensor *x, int index) {
   if (x->dtype != CQ_F32) {
@@ -182,6 +183,7 @@ static cq_status dropout_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *
   (void)nout;
   const dropout_impl *p = m->impl;
   const cq_tensor *x = in[0];
+  if (x->qparams) return cq_qop_dropout(m, in[0], m->training, p->p, &out[0]);
   cq_status st = need_f32(m, x, 0);
   if (st != CQ_OK) return st;
   const int64_t n = cq_tensor_numel(x);
@@ -357,6 +359,9 @@ static cq_status functional_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tenso
                                     int nout, cq_tensor **out) {
   (void)nout;
   const functional_impl *p = m->impl;
+  if (in[0]->qparams) { /* quantized inputs: torch.cat's rule; add has no quantized form */
+    return cq_qop_float_functional(m, ctx, p->kind == FUNC_CAT, p->dim, nin, in, &out[0]);
+  }
   for (int k = 0; k < nin; k++) {
     cq_status st = need_f32(m, in[k], k);
     if (st != CQ_OK) return st;

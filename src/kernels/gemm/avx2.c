@@ -61,8 +61,8 @@ static inline __attribute__((always_inline)) void gemm_tile(const cq_gemm_args *
     const size_t c = c0 + 8 * h;
     if (8 * h >= nc) break;
     const size_t cnt = nc - 8 * h < 8 ? nc - 8 * h : 8;
-    const __m256i off = _mm256_load_si256((const __m256i *)(g->offset + c));
-    const __m256i zw = _mm256_load_si256((const __m256i *)(w->w_zp + c));
+    const __m256i off = _mm256_loadu_si256((const __m256i *)(g->offset + c));
+    const __m256i zw = _mm256_loadu_si256((const __m256i *)(w->w_zp + c));
 #pragma GCC unroll 4
     for (size_t r = 0; r < mr; r++) {
       __m256i v = _mm256_add_epi32(h ? hi[r] : lo[r], off);
@@ -72,10 +72,11 @@ static inline __attribute__((always_inline)) void gemm_tile(const cq_gemm_args *
   }
 }
 
-#define TILE_FN(R)                                                                             \
-  static void tile_##R(const cq_gemm_args *g, const cq_rq256 *k, size_t m, size_t p,          \
-                       const int32_t *rs) {                                                   \
-    gemm_tile(g, k, m, p, rs, R);                                                             \
+/* cq_u8s8_gemm_Rx16__avx2: R rows x one panel. */
+#define TILE_FN(R)                                                                         \
+  static void cq_u8s8_gemm_##R##x16__avx2(const cq_gemm_args *g, const cq_rq256 *k, size_t m, \
+                                          size_t p, const int32_t *rs) {                  \
+    gemm_tile(g, k, m, p, rs, R);                                                         \
   }
 TILE_FN(1)
 TILE_FN(2)
@@ -83,7 +84,8 @@ TILE_FN(3)
 TILE_FN(4)
 
 typedef void (*tile_fn)(const cq_gemm_args *, const cq_rq256 *, size_t, size_t, const int32_t *);
-static const tile_fn tiles[MR] = {tile_1, tile_2, tile_3, tile_4};
+static const tile_fn tiles[MR] = {cq_u8s8_gemm_1x16__avx2, cq_u8s8_gemm_2x16__avx2,
+                                  cq_u8s8_gemm_3x16__avx2, cq_u8s8_gemm_4x16__avx2};
 
 void cq_u8s8_gemm_block__avx2(const cq_gemm_args *g, int thread, size_t m0, size_t m1, size_t p0,
                               size_t p1) {

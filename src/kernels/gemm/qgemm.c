@@ -217,6 +217,45 @@ cq_status cq_qgemm_run(const cq_qgemm_op *op, const uint8_t *x, int64_t m, int64
 
 /* ---- dynamic op ----------------------------------------------------------------------------- */
 
+/* The activation passes (range scan, quantization) run over row ranges on the pool when the input
+ * is large enough; min/max are exact, so the result does not depend on the split. */
+#define CQ_DYNAMIC_MIN_PARALLEL_ELEMS ((int64_t)1 << 16)
+#define CQ_DYNAMIC_MAX_PARTS 64
+
+typedef struct act_job {
+  const cq_qgemm_kernels *kern;
+  const float *x;
+  size_t m, k, ldx;
+  int parts; /* <= m, so every part has rows */
+  float lo[CQ_DYNAMIC_MAX_PARTS], hi[CQ_DYNAMIC_MAX_PARTS];
+  int nonfinite[CQ_DYNAMIC_MAX_PARTS];
+  float inv_scale;
+  int32_t zp;
+  uint8_t *xq;
+} act_job;
+
+static void range_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  act_job *j = ctx;
+  (void)thread;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t r0, r1;
+    cq_partition((int64_t)j->m, j->parts, (int)t, &r0, &r1);
+    j->kern->range(j->x + (size_t)r0 * j->ldx, (size_t)(r1 - r0), j->k, j->ldx, &j->lo[t],
+                   &j->hi[t], &j->nonfinite[t]);
+  }
+}
+
+static void quantize_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  act_job *j = ctx;
+  (void)thread;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t r0, r1;
+    cq_partition((int64_t)j->m, j->parts, (int)t, &r0, &r1);
+    j->kern->quantize(j->x + (size_t)r0 * j->ldx, (size_t)(r1 - r0), j->k, j->ldx, j->inv_scale,
+                      j->zp, j->xq + (size_t)r0 * j->k, j->k);
+  }
+}
+
 struct cq_qgemm_dynamic {
   const cq_qgemm_packed *w;
   cq_isa isa;
@@ -291,14 +330,26 @@ cq_status cq_qgemm_dynamic_run(cq_qgemm_dynamic *op, const float *x, int64_t m, 
   const cq_qgemm_packed *w = op->w;
   cq_status st = check_run(w, x, m, ldx, y, ldy);
   if (st != CQ_OK) return st;
+  act_job job = {.kern = &op->kern, .x = x, .m = (size_t)m, .k = (size_t)w->k,
+                 .ldx = (size_t)ldx, .parts = 1};
+  if (m * w->k >= CQ_DYNAMIC_MIN_PARALLEL_ELEMS) {
+    int parts = cq_threadpool_threads(tp);
+    if (parts > CQ_DYNAMIC_MAX_PARTS) parts = CQ_DYNAMIC_MAX_PARTS;
+    job.parts = (int64_t)parts < m ? parts : (int)m;
+  }
   float lo = 0.0f, hi = 0.0f;
   if (m > 0) {
     if (!workspace) return cq_fail(CQ_EINVAL, "dynamic GEMM workspace is NULL");
-    int nonfinite = 0;
-    op->kern.range(x, (size_t)m, (size_t)w->k, (size_t)ldx, &lo, &hi, &nonfinite);
-    if (nonfinite) {
-      return cq_fail(CQ_EVALUE, "dynamic linear input contains NaN or infinity: no quantization "
-                     "parameters exist for it");
+    cq_parallel_for(tp, job.parts, job.parts, range_part, &job);
+    lo = job.lo[0];
+    hi = job.hi[0];
+    for (int t = 0; t < job.parts; t++) {
+      if (job.nonfinite[t]) {
+        return cq_fail(CQ_EVALUE, "dynamic linear input contains NaN or infinity: no "
+                       "quantization parameters exist for it");
+      }
+      lo = job.lo[t] < lo ? job.lo[t] : lo;
+      hi = job.hi[t] > hi ? job.hi[t] : hi;
     }
   }
   /* 5.4: ChooseQuantizationParams over the whole input, [0, 255] or [0, 127] with reduce_range
@@ -313,7 +364,10 @@ cq_status cq_qgemm_dynamic_run(cq_qgemm_dynamic *op, const float *x, int64_t m, 
   if (x_zp_out) *x_zp_out = zp;
   if (m == 0) return CQ_OK;
   uint8_t *xq = workspace;
-  op->kern.quantize(x, (size_t)m, (size_t)w->k, (size_t)ldx, 1.0f / x_scale, zp, xq, (size_t)w->k);
+  job.inv_scale = 1.0f / x_scale;
+  job.zp = zp;
+  job.xq = xq;
+  cq_parallel_for(tp, job.parts, job.parts, quantize_part, &job);
   st = cq_requant_params_set_dynamic(&op->rq, op->rule, x_scale, w->w_scale, w->per_channel,
                                      w->bias, op->relu);
   if (st != CQ_OK) return st;

@@ -52,8 +52,8 @@ void cq_u8s8_gemm_block__scalar(const cq_gemm_args *g, int thread, size_t m0, si
                                                           rq->mult[c], rq->y_zp, lo_f, hi_f);
               break;
             default:
-              ((float *)g->c)[at] = cq_requant_f32(s, rq->scale[c], rq->mult[c], rq->fbias[c],
-                                                   rq->relu);
+              ((float *)g->c)[at] = cq_requant_f32(s, rq->scale[c], rq->fbias[c], rq->mult[c],
+                                                   rq->obias[c], rq->relu);
               break;
           }
         }

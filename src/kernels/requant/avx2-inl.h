@@ -41,8 +41,10 @@ static inline __m256i cq_rq256_u8_float(const cq_rq256 *c, __m256i acc, __m256 s
   return _mm256_add_epi32(_mm256_cvtps_epi32(v), c->zp);
 }
 
-static inline __m256 cq_rq256_f32(__m256i acc, __m256 scale, __m256 mult, __m256 fbias, int relu) {
-  __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale), mult), fbias);
+static inline __m256 cq_rq256_f32(__m256i acc, __m256 scale, __m256 fbias, __m256 mult,
+                                  __m256 obias, int relu) {
+  __m256 y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale), fbias);
+  y = _mm256_add_ps(_mm256_mul_ps(y, mult), obias);
   return relu ? _mm256_max_ps(y, _mm256_setzero_ps()) : y;
 }
 
@@ -75,8 +77,8 @@ static inline void cq_rq256_store(const cq_requant_params *p, const cq_rq256 *k,
       break;
     }
     default: {
-      __m256 r = cq_rq256_f32(acc, _mm256_loadu_ps(p->scale + c), _mm256_loadu_ps(p->mult + c),
-                              _mm256_loadu_ps(p->fbias + c), p->relu);
+      __m256 r = cq_rq256_f32(acc, _mm256_loadu_ps(p->scale + c), _mm256_loadu_ps(p->fbias + c),
+                              _mm256_loadu_ps(p->mult + c), _mm256_loadu_ps(p->obias + c), p->relu);
       if (n == 8) {
         _mm256_storeu_ps(y, r);
       } else {

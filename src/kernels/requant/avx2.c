@@ -26,18 +26,20 @@ void cq_requant__avx2(size_t rows, size_t channels, const int32_t *acc, size_t a
       } else {
         cq_requant_params q = *p;
         int32_t ib[8] = {0};
-        float sc[8], fb[8] = {0}, mu[8];
+        float sc[8], fb[8] = {0}, mu[8], ob[8] = {0};
         for (size_t i = 0; i < 8; i++) {
           const int in = c + i < (size_t)p->padded;
           ib[i] = in ? p->ibias[c + i] : 0;
           sc[i] = in ? p->scale[c + i] : 1.0f;
           fb[i] = in ? p->fbias[c + i] : 0.0f;
           mu[i] = in ? p->mult[c + i] : 1.0f;
+          ob[i] = in ? p->obias[c + i] : 0.0f;
         }
         q.ibias = ib;
         q.scale = sc;
         q.fbias = fb;
         q.mult = mu;
+        q.obias = ob;
         cq_rq256_store(&q, &k, v, 0, out + j * esize, n);
       }
     }

@@ -46,8 +46,10 @@ static inline __m512i cq_rq512_u8_float(const cq_rq512 *c, __m512i acc, __m512 s
 }
 
 /* CQ_OUT_F32. */
-static inline __m512 cq_rq512_f32(__m512i acc, __m512 scale, __m512 mult, __m512 fbias, int relu) {
-  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale), mult), fbias);
+static inline __m512 cq_rq512_f32(__m512i acc, __m512 scale, __m512 fbias, __m512 mult,
+                                  __m512 obias, int relu) {
+  __m512 y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale), fbias);
+  y = _mm512_add_ps(_mm512_mul_ps(y, mult), obias);
   return relu ? _mm512_max_ps(y, _mm512_setzero_ps()) : y;
 }
 
@@ -69,8 +71,8 @@ static inline void cq_rq512_store(const cq_requant_params *p, const cq_rq512 *k,
       break;
     }
     default: {
-      __m512 r = cq_rq512_f32(acc, _mm512_loadu_ps(p->scale + c), _mm512_loadu_ps(p->mult + c),
-                              _mm512_loadu_ps(p->fbias + c), p->relu);
+      __m512 r = cq_rq512_f32(acc, _mm512_loadu_ps(p->scale + c), _mm512_loadu_ps(p->fbias + c),
+                              _mm512_loadu_ps(p->mult + c), _mm512_loadu_ps(p->obias + c), p->relu);
       _mm512_mask_storeu_ps(y, mask, r);
       break;
     }

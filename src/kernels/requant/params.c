@@ -32,8 +32,8 @@ cq_status cq_requant_params_create(int64_t channels, cq_requant_params *p) {
                    (long long)channels);
   }
   int64_t padded = (channels + 15) / 16 * 16;
-  /* four arrays of 4-byte elements, each 64-byte aligned inside one block */
-  size_t bytes = (size_t)padded * 4 * 4 + 64;
+  /* five arrays of 4-byte elements, each 64-byte aligned inside one block */
+  size_t bytes = (size_t)padded * 4 * 5 + 64;
   void *mem = cq_calloc_for(1, bytes, "requantization parameters");
   if (!mem) return CQ_ENOMEM;
   char *base = (char *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
@@ -44,6 +44,7 @@ cq_status cq_requant_params_create(int64_t channels, cq_requant_params *p) {
   p->scale = (float *)(base + (size_t)padded * 4);
   p->fbias = (float *)(base + (size_t)padded * 8);
   p->mult = (float *)(base + (size_t)padded * 12);
+  p->obias = (float *)(base + (size_t)padded * 16);
   return CQ_OK;
 }
 
@@ -95,6 +96,7 @@ static void pad_tail(cq_requant_params *p) {
     p->scale[c] = 1.0f;
     p->fbias[c] = 0.0f;
     p->mult[c] = 1.0f;
+    p->obias[c] = 0.0f;
   }
 }
 
@@ -163,6 +165,7 @@ cq_status cq_requant_params_set_static(cq_requant_params *p, cq_requant_rule rul
                        "%g, output scale %g)", (long long)c, b, ats, y_scale);
       }
     }
+    p->obias[c] = 0.0f;
   }
   pad_tail(p);
   return CQ_OK;
@@ -182,19 +185,33 @@ cq_status cq_requant_params_set_dynamic(cq_requant_params *p, cq_requant_rule ru
   const int64_t n = p->channels;
   int32_t *restrict ibias = p->ibias;
   float *restrict scale = p->scale, *restrict fbias = p->fbias, *restrict mult = p->mult;
+  float *restrict obias = p->obias;
   if (rule == CQ_RULE_FBGEMM) {
     for (int64_t c = 0; c < n; c++) {
       ibias[c] = 0;
       scale[c] = x_scale;
+      fbias[c] = 0.0f;
       mult[c] = w_scale[per_channel ? c : 0];
-      fbias[c] = bias ? bias[c] : 0.0f;
+      obias[c] = bias ? bias[c] : 0.0f;
+    }
+  } else if (rule == CQ_RULE_ONEDNN) {
+    /* reciprocal scales, bias folded into the accumulator domain */
+    const float inv_x = 1.0f / x_scale;
+    for (int64_t c = 0; c < n; c++) {
+      const float prod = inv_x * (1.0f / w_scale[per_channel ? c : 0]);
+      ibias[c] = 0;
+      scale[c] = 1.0f;
+      fbias[c] = bias ? bias[c] * prod : 0.0f;
+      mult[c] = 1.0f / prod;
+      obias[c] = 0.0f;
     }
   } else {
     for (int64_t c = 0; c < n; c++) {
       ibias[c] = 0;
       scale[c] = w_scale[per_channel ? c : 0] * x_scale;
+      fbias[c] = 0.0f;
       mult[c] = 1.0f;
-      fbias[c] = bias ? bias[c] : 0.0f;
+      obias[c] = bias ? bias[c] : 0.0f;
     }
   }
   pad_tail(p);

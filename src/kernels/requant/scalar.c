@@ -20,7 +20,7 @@ void cq_requant__scalar(size_t rows, size_t channels, const int32_t *acc, size_t
           break;
         default:
           ((float *)y)[r * y_stride + j] =
-              cq_requant_f32(a[j], p->scale[c], p->mult[c], p->fbias[c], p->relu);
+              cq_requant_f32(a[j], p->scale[c], p->fbias[c], p->mult[c], p->obias[c], p->relu);
           break;
       }
     }

@@ -22,7 +22,29 @@
  *   DeQuantize()
  *   DynamicQuantizedLinear(in_features=16, out_features=10, dtype=torch.qint8,
  *                          qscheme=torch.per_tensor_affine)
- *   DynamicQuantizedLSTM(10, 10) */
+ *   DynamicQuantizedLSTM(10, 10)
+ *
+ * Static modules (qlinear.c, qconv.c, qstubs.c, qfunctional.c):
+ *  - cq_module_type_name() is the printed name ("QuantizedLinear", "QuantizedConvReLU2d",
+ *    "Quantize", "DeQuantize", "QFunctional", "QuantizedReLU6", "QuantizedDropout"), so a
+ *    quantized module is never mistaken for the float "Linear" / "Conv2d".
+ *  - Linear and Conv register two buffers: "weight" (int8, the quantized weight with its qparams
+ *    attached, qscheme reported as the affine variant; PyTorch's weight()) and "bias" (float32
+ *    [out], only when bias != NULL). For Conv, bias == NULL means no bias (options->bias is not
+ *    read: a BN-folded conv has a bias its options do not mention).
+ *  - Linear / Conv take quint8 input ([*, in] / [N, C, (H,) W], batched only, as PyTorch) and
+ *    give quint8 output with yq's (scale, zero_point); the engine's rule binds the packed weight to
+ *    the input's qparams on every call, so a module may run on several threads at once.
+ *  - Statuses: CQ_EINVAL (NULL or malformed arguments: sizes, options, weight qparams not qint8,
+ *    not per-tensor / per-channel along axis 0, output qparams not per-tensor quint8 (QFunctional:
+ *    quint8 or qint8), unknown engine or op, and under ONEDNN a nonzero weight zero point, which
+ *    PyTorch's onednn prepack refuses too), CQ_EVALUE (non-finite weights or bias, scales not
+ *    finite and > 0, zero points out of range), CQ_ENOMEM. Forward adds CQ_ESHAPE / CQ_EINVAL for
+ *    inputs that do not fit and CQ_EVALUE for input scales whose requantization multiplier the
+ *    engine refuses (QNNPACK: not a normal float).
+ *  - QFunctional's engine is the one given here (QNNPACK: fixed-point add for quint8); the float
+ *    modules PyTorch leaves unconverted (ReLU, MaxPool2d, AvgPool2d, Sigmoid, ...) read
+ *    cq_quantized_engine() when they run on quantized tensors (nn/quantized/qops.h). */
 #ifndef CQ_NN_QUANTIZED_QMODULES_H
 #define CQ_NN_QUANTIZED_QMODULES_H
 
@@ -54,6 +76,13 @@ typedef enum cq_qfunctional_op {
 } cq_qfunctional_op;
 cq_status cq_qmodule_functional(cq_module **out, cq_qfunctional_op op, int cat_dim,
                                 const cq_qparams *yq, cq_backend engine);
+
+/* nnq.ReLU6 (convert's replacement for nn.ReLU6): clamp(q, zp, quantize(6.0)) keeping the input's
+ * qparams; prints "QuantizedReLU6()". (Added after the first version of this contract.) */
+cq_status cq_qmodule_relu6(cq_module **out);
+/* nnq.Dropout(p) (convert's replacement for nn.Dropout): the identity on quantized tensors; prints
+ * "QuantizedDropout(p=0.5, inplace=False)". (Added after the first version of this contract.) */
+cq_status cq_qmodule_dropout(cq_module **out, float p);
 
 /* nnqd.Linear / nniqd.LinearReLU: float in and out; activations quantized per call with
  * ChooseQuantizationParams (reduce_range as the engine honours it). */

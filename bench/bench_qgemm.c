@@ -1,0 +1,379 @@
+/* Benchmark: cquant's quantized linear (u8 x s8 -> u8, fused requantization) against oneDNN's
+ * u8s8->u8 matmul in the same process, on the same data, weights prepacked for both.
+ *
+ *   bench_qgemm [--shape M,K,N]... [--threads T]... [--reps R] [--min-ms MS] [--rule NAME]
+ *               [--dynamic]
+ *
+ * Defaults: shapes 1,1024,1024 16,1024,1024 256,1024,1024 1024,1024,1024; threads 1 and 2;
+ * 9 repetitions. Each repetition times a batch of calls lasting at least --min-ms (default 20 ms)
+ * for cquant and then for oneDNN (alternating, with a short pause between libraries so neither's
+ * idle workers spin on the other's time); the reported time per call is the median over
+ * repetitions (the minimum is printed too: on a machine shared with other jobs it is the figure
+ * least disturbed by them). Output: one JSON object on stdout with both figures, GOP/s (2*M*K*N per
+ * call) and the ratio oneDNN time / cquant time (> 1: cquant is faster). --dynamic times cquant's dynamic
+ * linear (float in/out) instead; oneDNN's anchor stays the static u8 matmul.
+ *
+ * oneDNN is optional at build time (CQ_HAVE_DNNL, Debian's libdnnl-dev); without it only cquant's
+ * figures are printed. oneDNN uses OpenMP here: its thread count is set through
+ * omp_set_num_threads, looked up at run time. Not a test: `make test` never runs it. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cpu.h"
+#include "core/threadpool.h"
+#include "kernels/gemm/qgemm.h"
+
+#ifdef CQ_HAVE_DNNL
+#include <dnnl.h>
+#endif
+
+#define MAX_SHAPES 32
+#define MAX_THREADS_LIST 8
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double minimum(const double *v, int n) {
+  double m = v[0];
+  for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
+  return m;
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void pause_ms(int ms) {
+  struct timespec t = {0, ms * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+typedef void (*call_fn)(void *ctx);
+
+/* Calls per batch so that one batch lasts about min_ms. */
+static long calibrate(call_fn fn, void *ctx, double min_ms) {
+  long calls = 1;
+  for (;;) {
+    double t0 = now_s();
+    for (long i = 0; i < calls; i++) fn(ctx);
+    double dt = (now_s() - t0) * 1e3;
+    if (dt >= min_ms * 0.5 || calls > (1L << 24)) {
+      long want = (long)ceil((double)calls * min_ms / (dt > 1e-6 ? dt : 1e-6));
+      return want < 1 ? 1 : want;
+    }
+    calls *= 4;
+  }
+}
+
+static double time_batch(call_fn fn, void *ctx, long calls) {
+  double t0 = now_s();
+  for (long i = 0; i < calls; i++) fn(ctx);
+  return (now_s() - t0) * 1e3 / (double)calls;
+}
+
+/* ---- cquant ---------------------------------------------------------------------------------- */
+
+typedef struct cq_bench {
+  cq_qgemm_op *op;
+  cq_qgemm_dynamic *dop;
+  const uint8_t *x;
+  const float *xf;
+  uint8_t *y;
+  float *yf;
+  void *workspace;
+  int64_t m, k, n;
+  cq_threadpool *tp;
+  int failed;
+} cq_bench;
+
+static void cq_call(void *ctx) {
+  cq_bench *b = ctx;
+  cq_status st;
+  if (b->dop) {
+    st = cq_qgemm_dynamic_run(b->dop, b->xf, b->m, b->k, b->yf, b->n, b->workspace, NULL, NULL,
+                              b->tp);
+  } else {
+    st = cq_qgemm_run(b->op, b->x, b->m, b->k, b->y, b->n, b->tp);
+  }
+  if (st != CQ_OK) b->failed = 1;
+}
+
+/* ---- oneDNN ---------------------------------------------------------------------------------- */
+
+#ifdef CQ_HAVE_DNNL
+typedef struct dnnl_bench {
+  dnnl_engine_t engine;
+  dnnl_stream_t stream;
+  dnnl_primitive_t prim;
+  dnnl_memory_t x, w, y;
+  const char *impl;
+  int failed;
+} dnnl_bench;
+
+#define DNNL_TRY(call)                                                              \
+  do {                                                                              \
+    dnnl_status_t s_ = (call);                                                      \
+    if (s_ != dnnl_success) {                                                       \
+      fprintf(stderr, "bench_qgemm: oneDNN call %s failed (%d)\n", #call, (int)s_); \
+      return -1;                                                                    \
+    }                                                                               \
+  } while (0)
+
+static int dnnl_setup(dnnl_bench *d, const uint8_t *x, const int8_t *w_nk, uint8_t *y, int64_t m,
+                      int64_t k, int64_t n, float out_scale, int32_t x_zp, int32_t y_zp) {
+  memset(d, 0, sizeof *d);
+  DNNL_TRY(dnnl_engine_create(&d->engine, dnnl_cpu, 0));
+  DNNL_TRY(dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags));
+  dnnl_dims_t xd = {m, k}, wd = {k, n}, yd = {m, n};
+  dnnl_memory_desc_t xmd, wmd_user, wmd_any, ymd;
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&xmd, 2, xd, dnnl_u8, dnnl_ab));
+  /* PyTorch's [N, K] weight is the [K, N] matrix in column-major order: tag ba */
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&wmd_user, 2, wd, dnnl_s8, dnnl_ba));
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&wmd_any, 2, wd, dnnl_s8, dnnl_format_tag_any));
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&ymd, 2, yd, dnnl_u8, dnnl_ab));
+  dnnl_matmul_desc_t md;
+  DNNL_TRY(dnnl_matmul_desc_init(&md, &xmd, &wmd_any, NULL, &ymd));
+  dnnl_primitive_attr_t attr;
+  DNNL_TRY(dnnl_primitive_attr_create(&attr));
+  DNNL_TRY(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &out_scale));
+  DNNL_TRY(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &x_zp));
+  DNNL_TRY(dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &y_zp));
+  dnnl_primitive_desc_t pd;
+  DNNL_TRY(dnnl_primitive_desc_create(&pd, &md, attr, d->engine, NULL));
+  DNNL_TRY(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &d->impl));
+  const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  dnnl_memory_t w_user;
+  DNNL_TRY(dnnl_memory_create(&d->x, &xmd, d->engine, (void *)x));
+  DNNL_TRY(dnnl_memory_create(&w_user, &wmd_user, d->engine, (void *)w_nk));
+  DNNL_TRY(dnnl_memory_create(&d->w, wmd, d->engine, DNNL_MEMORY_ALLOCATE));
+  DNNL_TRY(dnnl_memory_create(&d->y, &ymd, d->engine, y));
+  /* prepack the weights once (reorder into the layout the primitive chose) */
+  dnnl_primitive_desc_t rpd;
+  dnnl_primitive_t reorder;
+  DNNL_TRY(dnnl_reorder_primitive_desc_create(&rpd, &wmd_user, d->engine, wmd, d->engine, NULL));
+  DNNL_TRY(dnnl_primitive_create(&reorder, rpd));
+  dnnl_exec_arg_t rargs[2] = {{DNNL_ARG_FROM, w_user}, {DNNL_ARG_TO, d->w}};
+  DNNL_TRY(dnnl_primitive_execute(reorder, d->stream, 2, rargs));
+  DNNL_TRY(dnnl_stream_wait(d->stream));
+  DNNL_TRY(dnnl_primitive_create(&d->prim, pd));
+  dnnl_primitive_destroy(reorder);
+  dnnl_primitive_desc_destroy(rpd);
+  dnnl_memory_destroy(w_user);
+  dnnl_primitive_attr_destroy(attr);
+  /* impl string belongs to pd: keep pd alive for the run (leaked on purpose until exit) */
+  return 0;
+}
+
+static void dnnl_call(void *ctx) {
+  dnnl_bench *d = ctx;
+  dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, d->x}, {DNNL_ARG_WEIGHTS, d->w}, {DNNL_ARG_DST, d->y}};
+  if (dnnl_primitive_execute(d->prim, d->stream, 3, args) != dnnl_success) d->failed = 1;
+  dnnl_stream_wait(d->stream);
+}
+
+static void dnnl_teardown(dnnl_bench *d) {
+  dnnl_primitive_destroy(d->prim);
+  dnnl_memory_destroy(d->x);
+  dnnl_memory_destroy(d->w);
+  dnnl_memory_destroy(d->y);
+  dnnl_stream_destroy(d->stream);
+  dnnl_engine_destroy(d->engine);
+}
+#endif
+
+static void set_omp_threads(int t) {
+  void (*fn)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+  if (fn) fn(t);
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static void usage(void) {
+  fprintf(stderr, "usage: bench_qgemm [--shape M,K,N]... [--threads T]... [--reps R] "
+                  "[--min-ms MS] [--rule qnnpack|onednn|fbgemm] [--dynamic]\n");
+}
+
+int main(int argc, char **argv) {
+  int64_t shapes[MAX_SHAPES][3];
+  int n_shapes = 0, threads_list[MAX_THREADS_LIST], n_threads = 0, reps = 9, dynamic = 0;
+  double min_ms = 20.0;
+  cq_requant_rule rule = CQ_RULE_ONEDNN;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--shape") && i + 1 < argc && n_shapes < MAX_SHAPES) {
+      long long m, k, n;
+      if (sscanf(argv[++i], "%lld,%lld,%lld", &m, &k, &n) != 3 || m < 1 || k < 1 || n < 1) {
+        usage();
+        return 2;
+      }
+      shapes[n_shapes][0] = m, shapes[n_shapes][1] = k, shapes[n_shapes][2] = n;
+      n_shapes++;
+    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc && n_threads < MAX_THREADS_LIST) {
+      threads_list[n_threads++] = atoi(argv[++i]);
+      if (threads_list[n_threads - 1] < 1) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+      reps = atoi(argv[++i]);
+      if (reps < 1 || reps > 1000) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--min-ms") && i + 1 < argc) {
+      min_ms = atof(argv[++i]);
+    } else if (!strcmp(argv[i], "--rule") && i + 1 < argc) {
+      if (cq_requant_rule_parse(argv[++i], &rule) != CQ_OK) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--dynamic")) {
+      dynamic = 1;
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  if (n_shapes == 0) {
+    static const int64_t defaults[4][3] = {
+        {1, 1024, 1024}, {16, 1024, 1024}, {256, 1024, 1024}, {1024, 1024, 1024}};
+    memcpy(shapes, defaults, sizeof defaults);
+    n_shapes = 4;
+  }
+  if (n_threads == 0) {
+    threads_list[0] = 1, threads_list[1] = 2;
+    n_threads = 2;
+  }
+  cq_isa isa;
+  if (cq_isa_active(&isa) != CQ_OK) {
+    fprintf(stderr, "bench_qgemm: %s\n", cq_last_error());
+    return 1;
+  }
+
+  printf("{\n  \"benchmark\": \"%s linear u8s8->%s, cquant vs oneDNN matmul u8s8->u8\",\n",
+         dynamic ? "dynamic" : "static", dynamic ? "f32" : "u8");
+  printf("  \"cquant_isa\": \"%s\",\n  \"rule\": \"%s\",\n  \"reps\": %d,\n  \"min_batch_ms\": %g,\n",
+         cq_isa_name(isa), cq_requant_rule_name(rule), reps, min_ms);
+#ifdef CQ_HAVE_DNNL
+  printf("  \"onednn\": true,\n");
+#else
+  printf("  \"onednn\": false,\n");
+#endif
+  printf("  \"results\": [");
+  int first = 1, status = 0;
+  srand(12345);
+  for (int si = 0; si < n_shapes; si++) {
+    const int64_t m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
+    uint8_t *x = malloc((size_t)(m * k)), *y = malloc((size_t)(m * n)), *y2 = malloc((size_t)(m * n));
+    int8_t *w = malloc((size_t)(n * k));
+    float *xf = malloc((size_t)(m * k) * sizeof(float)), *yf = malloc((size_t)(m * n) * sizeof(float));
+    void *workspace = malloc((size_t)(m * k));
+    for (int64_t i = 0; i < m * k; i++) {
+      x[i] = (uint8_t)(rand() & 255);
+      xf[i] = (float)(rand() % 2001 - 1000) * 0.003f;
+    }
+    for (int64_t i = 0; i < n * k; i++) w[i] = (int8_t)(rand() & 255);
+    const float x_scale = 0.02f, w_scale = 0.004f, y_scale = 0.02f * 0.004f * 40.0f * (float)sqrt((double)k);
+    const int32_t x_zp = 128, y_zp = 120;
+    cq_qgemm_packed *packed = NULL;
+    cq_qgemm_op *op = NULL;
+    cq_qgemm_dynamic *dop = NULL;
+    cq_qgemm_quant q = {x_scale, x_zp, y_scale, y_zp, 0, rule};
+    if (cq_qgemm_pack(w, n, k, &w_scale, NULL, 0, NULL, &packed) != CQ_OK ||
+        cq_qgemm_create(packed, &q, &op) != CQ_OK ||
+        (dynamic && cq_qgemm_dynamic_create(packed, rule, 1, 0, &dop) != CQ_OK)) {
+      fprintf(stderr, "bench_qgemm: %s\n", cq_last_error());
+      return 1;
+    }
+#ifdef CQ_HAVE_DNNL
+    dnnl_bench d;
+    if (dnnl_setup(&d, x, w, y2, m, k, n, x_scale * w_scale / y_scale, x_zp, y_zp) != 0) return 1;
+#endif
+    for (int ti = 0; ti < n_threads; ti++) {
+      const int t = threads_list[ti];
+      cq_threadpool *tp = NULL;
+      if (t > 1 && cq_threadpool_create(t, &tp) != CQ_OK) {
+        fprintf(stderr, "bench_qgemm: %s\n", cq_last_error());
+        return 1;
+      }
+      set_omp_threads(t);
+      cq_bench b = {op, dop, x, xf, y, yf, workspace, m, k, n, tp, 0};
+      double *cq_ms = calloc((size_t)reps, sizeof(double));
+      cq_call(&b); /* warm-up */
+      const long cq_calls = calibrate(cq_call, &b, min_ms);
+#ifdef CQ_HAVE_DNNL
+      double *dn_ms = calloc((size_t)reps, sizeof(double));
+      dnnl_call(&d);
+      const long dn_calls = calibrate(dnnl_call, &d, min_ms);
+#endif
+      for (int r = 0; r < reps; r++) {
+        pause_ms(30);
+        cq_ms[r] = time_batch(cq_call, &b, cq_calls);
+#ifdef CQ_HAVE_DNNL
+        pause_ms(30);
+        dn_ms[r] = time_batch(dnnl_call, &d, dn_calls);
+#endif
+      }
+      const double ops = 2.0 * (double)m * (double)k * (double)n;
+      const double cq_min = minimum(cq_ms, reps), cq_med = median(cq_ms, reps);
+      printf("%s\n    {\"m\": %lld, \"k\": %lld, \"n\": %lld, \"threads\": %d, \"cquant_ms\": %.5f, "
+             "\"cquant_gops\": %.1f, \"cquant_ms_min\": %.5f", first ? "" : ",", (long long)m,
+             (long long)k, (long long)n, t, cq_med, ops / cq_med * 1e-6, cq_min);
+#ifdef CQ_HAVE_DNNL
+      const double dn_min = minimum(dn_ms, reps), dn_med = median(dn_ms, reps);
+      printf(", \"onednn_ms\": %.5f, \"onednn_gops\": %.1f, \"onednn_ms_min\": %.5f, "
+             "\"onednn_impl\": \"%s\", \"ratio\": %.3f, \"ratio_of_minima\": %.3f",
+             dn_med, ops / dn_med * 1e-6, dn_min, d.impl, dn_med / cq_med, dn_min / cq_min);
+      if (!dynamic && memcmp(y, y2, (size_t)(m * n)) != 0) {
+        /* cquant follows PyTorch's onednn engine (bias in float, zy added after rounding); the raw
+         * matmul with one combined output scale rounds a few ties differently: report, by how much */
+        long diff = 0;
+        int max_diff = 0;
+        for (int64_t i = 0; i < m * n; i++) {
+          const int d = abs((int)y[i] - (int)y2[i]);
+          diff += d != 0;
+          max_diff = d > max_diff ? d : max_diff;
+        }
+        printf(", \"outputs_differing\": %ld, \"max_output_difference\": %d", diff, max_diff);
+      }
+      free(dn_ms);
+      if (d.failed) status = 1;
+#endif
+      printf("}");
+      first = 0;
+      fflush(stdout);
+      if (b.failed) status = 1;
+      free(cq_ms);
+      cq_threadpool_destroy(tp);
+    }
+#ifdef CQ_HAVE_DNNL
+    dnnl_teardown(&d);
+#endif
+    cq_qgemm_dynamic_destroy(dop);
+    cq_qgemm_destroy(op);
+    cq_qgemm_packed_destroy(packed);
+    free(x);
+    free(y);
+    free(y2);
+    free(w);
+    free(xf);
+    free(yf);
+    free(workspace);
+  }
+  printf("\n  ]\n}\n");
+  return status;
+}

@@ -1,0 +1,34 @@
+/* Internal: float convolution and linear layers with an explicit (fake-quantized) weight, forward
+ * and backward, for the QAT modules. The arithmetic is the float modules' own (im2col + cq_sgemm per
+ * batch item and group for Conv1d/Conv2d, one cq_sgemm for Linear), so a QAT module whose
+ * post-processes are plain observers computes exactly what the float module computes.
+ *
+ * Layouts as in PyTorch: conv input [N, C, H, W] / [C, H, W] (1-D: [N, C, L] / [C, L]), weight
+ * [O, C/groups, kh(, kw)], output [N, O, Ho(, Wo)]; linear input [*, in], weight [out, in]. */
+#ifndef CQ_NN_QAT_QAT_MATH_H
+#define CQ_NN_QAT_QAT_MATH_H
+
+#include "cquant/modules.h"
+#include "nn/module_impl.h"
+
+/* Checks x against the convolution (errors name module m and follow nn.Conv2d's messages) and
+ * allocates the output in ctx: y = conv(x, weight) + bias (bias may be NULL). */
+cq_status cq_qat_conv_forward(const cq_module *m, const cq_conv_options *o, int dims,
+                              const cq_tensor *x, const float *weight, const float *bias,
+                              cq_ctx *ctx, cq_tensor **y);
+
+/* Gradients of that convolution for the output gradient gy: gx is written (x's size), gw and gb
+ * (may be NULL) are accumulated into. */
+cq_status cq_qat_conv_backward(const cq_module *m, const cq_conv_options *o, int dims,
+                               const cq_tensor *x, const float *weight, const float *gy, float *gx,
+                               float *gw, float *gb);
+
+/* y = x W^T + b over the last dimension (b may be NULL). */
+cq_status cq_qat_linear_forward(const cq_module *m, int64_t in_features, int64_t out_features,
+                                const cq_tensor *x, const float *weight, const float *bias,
+                                cq_ctx *ctx, cq_tensor **y);
+/* gx = gy W (written), gw += gy^T x, gb += column sums of gy (gb may be NULL). */
+void cq_qat_linear_backward(int64_t in_features, int64_t out_features, const cq_tensor *x,
+                            const float *weight, const float *gy, float *gx, float *gw, float *gb);
+
+#endif

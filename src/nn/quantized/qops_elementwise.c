@@ -1,0 +1,454 @@
+/* Elementwise quantized ops: relu, clamp (hardtanh / relu6), sigmoid, tanh, add, add_relu, mul,
+ * and cat, each with the arithmetic of the PyTorch 1.13 kernel the engine selects (see qops.h).
+ *
+ * ATen's elementwise kernels (cpu_kernel_vec) run a vector body over blocks of 2 x 32 one-byte
+ * elements (AVX2, the capability of Debian's build) and a scalar loop over the last n % 64
+ * elements in memory order; where the two round differently (dequantization with or without an
+ * FMA, float or double in sigmoid), the element's position decides, as in PyTorch. The vector
+ * bodies' exp/tanh are SLEEF's (within 1 ulp of the correctly rounded value); cquant uses libm's
+ * expf/tanhf there, which can differ by one quantization step on exact ties only. */
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "cquant/quantize.h"
+#include "nn/module_impl.h"
+#include "nn/quantized/qops.h"
+#include "nn/quantized/qstatic_impl.h"
+#include "quant/qmath.h"
+
+/* Elements handled by ATen's vector body for n contiguous one-byte elements (2 x 32 per step). */
+#define ATEN_VEC_BLOCK 64
+static int64_t vector_body(int64_t n) { return n - n % ATEN_VEC_BLOCK; }
+
+static int64_t qmin_of(cq_qdtype d) { return d == CQ_QUINT8 ? 0 : -128; }
+static int64_t qmax_of(cq_qdtype d) { return d == CQ_QUINT8 ? 255 : 127; }
+
+static int32_t load_q(const cq_tensor *x, int64_t i) {
+  return x->dtype == CQ_U8 ? (int32_t)((const uint8_t *)x->data)[i]
+                           : (int32_t)((const int8_t *)x->data)[i];
+}
+
+static void store_q(cq_tensor *y, int64_t i, int32_t v) {
+  if (y->dtype == CQ_U8) {
+    ((uint8_t *)y->data)[i] = (uint8_t)v;
+  } else {
+    ((int8_t *)y->data)[i] = (int8_t)v;
+  }
+}
+
+static float act_scale(const cq_tensor *x) { return x->qparams->scale[0]; }
+static int32_t act_zp(const cq_tensor *x) { return x->qparams->zero_point[0]; }
+
+/* quantize_val / the vector Quantize: clamp(zp + rne(v * inv_scale)) with the zero point added in
+ * float (exact for these magnitudes); NaN and out-of-range give the dtype minimum as on x86. */
+static int32_t quantize_one(float v, float inv_scale, int32_t zp, cq_qdtype d) {
+  return cq_quantize_val(v, inv_scale, zp, (int32_t)qmin_of(d), (int32_t)qmax_of(d));
+}
+
+static cq_status same_shape(const cq_module *m, const cq_tensor *a, const cq_tensor *b) {
+  int same = a->ndim == b->ndim;
+  for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
+  if (!same) {
+    char sa[128], sb[128];
+    return cq_qmod_fail(m, CQ_ESHAPE, "quantized inputs of shapes %s and %s differ (broadcasting "
+                        "is not supported)", cq_shape_str(a->ndim, a->shape, sa, sizeof sa),
+                        cq_shape_str(b->ndim, b->shape, sb, sizeof sb));
+  }
+  if (a->dtype != b->dtype) {
+    return cq_qmod_fail(m, CQ_EINVAL, "quantized inputs must have the same dtype (torch.%s and "
+                        "torch.%s)", cq_qdtype_name(cq_qact_dtype(a)),
+                        cq_qdtype_name(cq_qact_dtype(b)));
+  }
+  return CQ_OK;
+}
+
+static cq_status check_out_qparams(const cq_module *m, cq_qdtype d, float scale, int32_t zp) {
+  if (!(isfinite(scale) && scale > 0.0f)) {
+    return cq_qmod_fail(m, CQ_EVALUE, "output scale %g must be finite and > 0", (double)scale);
+  }
+  if (zp < qmin_of(d) || zp > qmax_of(d)) {
+    return cq_qmod_fail(m, CQ_EVALUE, "output zero point %d is outside torch.%s's [%d, %d]",
+                        (int)zp, cq_qdtype_name(d), (int)qmin_of(d), (int)qmax_of(d));
+  }
+  return CQ_OK;
+}
+
+/* --- relu, clamp -------------------------------------------------------------------------------- */
+
+static cq_status same_qparams_output(cq_ctx *ctx, const cq_tensor *x, cq_tensor **y) {
+  return cq_qact_new(ctx, cq_qact_dtype(x), x->ndim, x->shape, act_scale(x), act_zp(x), y);
+}
+
+static cq_status clamp_ints(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, int32_t lo,
+                            int32_t hi, cq_tensor **y) {
+  cq_status st = cq_qact_check(m, x, 0);
+  if (st == CQ_OK) st = same_qparams_output(ctx, x, y);
+  if (st != CQ_OK) return st;
+  const int64_t n = cq_tensor_numel(x);
+  for (int64_t i = 0; i < n; i++) {
+    int32_t v = load_q(x, i);
+    v = v < lo ? lo : v;
+    v = v > hi ? hi : v;
+    store_q(*y, i, v);
+  }
+  return CQ_OK;
+}
+
+cq_status cq_qop_relu(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_tensor **y) {
+  *y = NULL;
+  cq_status st = cq_qact_check(m, x, 0);
+  if (st != CQ_OK) return st;
+  return clamp_ints(m, ctx, x, act_zp(x), (int32_t)qmax_of(cq_qact_dtype(x)), y);
+}
+
+cq_status cq_qop_clamp(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, float lo, float hi,
+                       cq_tensor **y) {
+  *y = NULL;
+  cq_status st = cq_qact_check(m, x, 0);
+  if (st != CQ_OK) return st;
+  /* qclamp / qnnpack_clamp: both bounds quantized with the input's qparams */
+  const cq_qdtype d = cq_qact_dtype(x);
+  const float inv = 1.0f / act_scale(x);
+  return clamp_ints(m, ctx, x, quantize_one(lo, inv, act_zp(x), d),
+                    quantize_one(hi, inv, act_zp(x), d), y);
+}
+
+/* --- sigmoid, tanh ------------------------------------------------------------------------------ */
+
+/* QNNPACK's 256-entry lookup tables (sigmoid.c, tanh.c of PyTorch's QNNPACK). */
+static void qnnpack_sigmoid_table(float sx, int32_t zx, uint8_t *table) {
+  for (int32_t i = 0; i < 256; i++) {
+    const float x = sx * (float)(i - zx);
+    float v = 256.0f / (1.0f + expf(-x));
+    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+    table[i] = (uint8_t)lrintf(v);
+  }
+}
+
+static void qnnpack_tanh_table(float sx, int32_t zx, uint8_t *table) {
+  for (int32_t i = 0; i < 256; i++) {
+    const float x = sx * (float)(i - zx);
+    float v = (float)(128.0 * tanh((double)x) + 128.0);
+    v = v < 0.0f ? 0.0f : (v > 255.0f ? 255.0f : v);
+    table[i] = (uint8_t)lrintf(v);
+  }
+}
+
+static cq_status lut_apply(const cq_tensor *x, const uint8_t *table, cq_tensor *y) {
+  const int64_t n = cq_tensor_numel(x);
+  const uint8_t *xd = x->data;
+  uint8_t *yd = y->data;
+  for (int64_t i = 0; i < n; i++) yd[i] = table[xd[i]];
+  return CQ_OK;
+}
+
+typedef enum { FN_SIGMOID, FN_TANH } fixed_fn;
+
+static cq_status fixed_qparams_op(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
+                                  cq_backend engine, cq_qlayout layout, fixed_fn fn,
+                                  cq_tensor **y) {
+  *y = NULL;
+  cq_status st = cq_qact_check(m, x, 0);
+  if (st != CQ_OK) return st;
+  const cq_qdtype d = cq_qact_dtype(x);
+  const float out_scale = fn == FN_SIGMOID ? 0.00390625f : 0.0078125f;
+  int32_t out_zp;
+  if (fn == FN_SIGMOID) {
+    out_zp = d == CQ_QINT8 ? -128 : 0;
+  } else {
+    out_zp = d == CQ_QUINT8 ? 128 : 0;
+  }
+  st = cq_qact_new(ctx, d, x->ndim, x->shape, out_scale, out_zp, y);
+  if (st != CQ_OK) return st;
+  const float sx = act_scale(x);
+  const int32_t zx = act_zp(x);
+  if (engine == CQ_BACKEND_QNNPACK && d == CQ_QUINT8) {
+    uint8_t table[256];
+    if (fn == FN_SIGMOID) {
+      qnnpack_sigmoid_table(sx, zx, table);
+    } else {
+      qnnpack_tanh_table(sx, zx, table);
+    }
+    return lut_apply(x, table, *y);
+  }
+  /* ATen's qsigmoid / qtanh kernels */
+  const int64_t n = cq_tensor_numel(x);
+  int64_t *order = cq_malloc_for(sizeof(int64_t) * (size_t)(n ? n : 1), "a memory-order index");
+  if (!order) return CQ_ENOMEM;
+  cq_qmod_memory_order(x, layout, order);
+  const int64_t body = vector_body(n);
+  const float inv_out = (float)(1.0 / (double)out_scale);
+  const float premul = sx * -(float)zx;
+  for (int64_t k = 0; k < n; k++) {
+    const int64_t i = order[k];
+    const int32_t q = load_q(x, i);
+    float v;
+    if (fn == FN_SIGMOID) {
+      const float dx = ((float)q - (float)zx) * sx;
+      if (k < body) {
+        v = 1.0f / (1.0f + expf(-dx));
+      } else {
+        v = (float)(1.0 / (1.0 + (double)expf(-dx)));
+      }
+    } else {
+      const float dx = k < body ? fmaf(sx, (float)q, premul) : ((float)q - (float)zx) * sx;
+      v = tanhf(dx);
+    }
+    store_q(*y, i, quantize_one(v, inv_out, out_zp, d));
+  }
+  cq_free(order);
+  return CQ_OK;
+}
+
+cq_status cq_qop_sigmoid(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_backend engine,
+                         cq_qlayout layout, cq_tensor **y) {
+  return fixed_qparams_op(m, ctx, x, engine, layout, FN_SIGMOID, y);
+}
+
+cq_status cq_qop_tanh(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_backend engine,
+                      cq_qlayout layout, cq_tensor **y) {
+  return fixed_qparams_op(m, ctx, x, engine, layout, FN_TANH, y);
+}
+
+/* --- add ---------------------------------------------------------------------------------------- */
+
+/* PyTorch QNNPACK's q8vadd: fixed-point multipliers with a common shift, rounding right shift with
+ * ties away from zero, int16 saturation, then the output zero point and clamp. */
+static cq_status qnnpack_add(const cq_module *m, const cq_tensor *a, const cq_tensor *b,
+                             float scale, int32_t zp, int relu, cq_tensor *y) {
+  const float ra = act_scale(a) / scale, rb = act_scale(b) / scale;
+  if (!(ra >= 0x1.0p-14f && ra < 0x1.0p+8f) || !(rb >= 0x1.0p-14f && rb < 0x1.0p+8f)) {
+    return cq_qmod_fail(m, CQ_EVALUE, "QNNPACK add: input-to-output scale ratios %g and %g must "
+                        "be in [2**-14, 2**8)", (double)ra, (double)rb);
+  }
+  const float mx = ra > rb ? ra : rb;
+  uint32_t bits;
+  memcpy(&bits, &mx, sizeof bits);
+  const int32_t exponent = (int32_t)(bits >> 23) - 127;
+  const uint32_t shift = (uint32_t)(21 - exponent);
+  const uint32_t mult_bits = (uint32_t)(21 - exponent + 127) << 23;
+  float scale_mult;
+  memcpy(&scale_mult, &mult_bits, sizeof scale_mult);
+  const uint32_t ma = (uint32_t)(int32_t)lrintf(ra * scale_mult);
+  const uint32_t mb = (uint32_t)(int32_t)lrintf(rb * scale_mult);
+  const uint32_t mask = (UINT32_C(1) << shift) - 1u;
+  const uint32_t threshold = mask >> 1;
+  const uint32_t za = (uint32_t)act_zp(a), zb = (uint32_t)act_zp(b);
+  const int32_t zp_product = (int32_t)(0u - (ma * za + mb * zb));
+  const int32_t lo = relu ? zp : 0;
+  const uint8_t *ad = a->data, *bd = b->data;
+  uint8_t *yd = y->data;
+  const int64_t n = cq_tensor_numel(a);
+  for (int64_t i = 0; i < n; i++) {
+    const int32_t acc = (int32_t)((uint32_t)zp_product + (uint32_t)ad[i] * ma + (uint32_t)bd[i] * mb);
+    const int32_t rem = (int32_t)((uint32_t)acc & mask) - (acc < 0 ? 1 : 0);
+    int32_t v = (acc >> shift) + (rem > (int32_t)threshold ? 1 : 0);
+    v = v > 32767 ? 32767 : (v < -32768 ? -32768 : v);
+    v += zp;
+    v = v > 32767 ? 32767 : (v < -32768 ? -32768 : v);
+    v = v < lo ? lo : (v > 255 ? 255 : v);
+    yd[i] = (uint8_t)v;
+  }
+  return CQ_OK;
+}
+
+cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
+                     float scale, int32_t zero_point, int relu, cq_backend engine,
+                     cq_qlayout layout, cq_tensor **y) {
+  *y = NULL;
+  cq_status st = cq_qact_check(m, a, 0);
+  if (st == CQ_OK) st = cq_qact_check(m, b, 1);
+  if (st == CQ_OK) st = same_shape(m, a, b);
+  const cq_qdtype d = cq_qact_dtype(a);
+  if (st == CQ_OK) st = check_out_qparams(m, d, scale, zero_point);
+  if (st == CQ_OK) st = cq_qact_new(ctx, d, a->ndim, a->shape, scale, zero_point, y);
+  if (st != CQ_OK) return st;
+  if (engine == CQ_BACKEND_QNNPACK && d == CQ_QUINT8) {
+    return qnnpack_add(m, a, b, scale, zero_point, relu, *y);
+  }
+  /* ATen's qadd kernel: dequantize (FMA with the premultiplied zero point in the vector body),
+   * add in float, optional relu, quantize with ties to even */
+  const int64_t n = cq_tensor_numel(a);
+  int64_t *order = cq_malloc_for(sizeof(int64_t) * (size_t)(n ? n : 1), "a memory-order index");
+  if (!order) return CQ_ENOMEM;
+  cq_qmod_memory_order(a, layout, order);
+  const float sa = act_scale(a), sb = act_scale(b);
+  const int32_t za = act_zp(a), zb = act_zp(b);
+  const float pa = sa * -(float)za, pb = sb * -(float)zb;
+  const float inv = 1.0f / scale;
+  const int64_t body = vector_body(n);
+  for (int64_t k = 0; k < n; k++) {
+    const int64_t i = order[k];
+    const int32_t qa = load_q(a, i), qb = load_q(b, i);
+    float da, db;
+    if (k < body) {
+      da = fmaf(sa, (float)qa, pa);
+      db = fmaf(sb, (float)qb, pb);
+    } else {
+      da = ((float)qa - (float)za) * sa;
+      db = ((float)qb - (float)zb) * sb;
+    }
+    float c = da + db;
+    if (relu) c = c > 0.0f ? c : 0.0f;
+    store_q(*y, i, quantize_one(c, inv, zero_point, d));
+  }
+  cq_free(order);
+  return CQ_OK;
+}
+
+/* --- mul ---------------------------------------------------------------------------------------- */
+
+cq_status cq_qop_mul(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
+                     float scale, int32_t zero_point, int relu, cq_tensor **y) {
+  *y = NULL;
+  cq_status st = cq_qact_check(m, a, 0);
+  if (st == CQ_OK) st = cq_qact_check(m, b, 1);
+  if (st == CQ_OK) st = same_shape(m, a, b);
+  const cq_qdtype d = cq_qact_dtype(a);
+  if (st == CQ_OK) st = check_out_qparams(m, d, scale, zero_point);
+  if (st == CQ_OK) st = cq_qact_new(ctx, d, a->ndim, a->shape, scale, zero_point, y);
+  if (st != CQ_OK) return st;
+  /* qmul_kernel: requantize_from_int(multiplier, zp, (qa - za)(qb - zb)) */
+  const float inv = 1.0f / scale;
+  const float mult = act_scale(a) * act_scale(b) * inv;
+  const int32_t za = act_zp(a), zb = act_zp(b);
+  const int64_t lo = relu ? zero_point : qmin_of(d), hi = qmax_of(d);
+  const int64_t n = cq_tensor_numel(a);
+  for (int64_t i = 0; i < n; i++) {
+    const int32_t c = (load_q(a, i) - za) * (load_q(b, i) - zb);
+    int64_t v = (int64_t)zero_point + (int64_t)lrintf((float)c * mult);
+    v = v < lo ? lo : (v > hi ? hi : v);
+    store_q(*y, i, (int32_t)v);
+  }
+  return CQ_OK;
+}
+
+/* --- cat ---------------------------------------------------------------------------------------- */
+
+/* Elements of one input requantized to (scale, zp): dequantize plainly (Tensor.dequantize), then
+ * quantize_per_tensor. */
+static int32_t requant_plain(int32_t q, float s, int32_t z, float inv, int32_t zp, cq_qdtype d) {
+  return quantize_one(s * (float)(q - z), inv, zp, d);
+}
+
+cq_status cq_qop_cat(const cq_module *m, cq_ctx *ctx, int n, cq_tensor *const *in, int dim,
+                     float scale, int32_t zero_point, cq_qlayout layout, cq_tensor **y) {
+  *y = NULL;
+  if (n < 1) return cq_qmod_fail(m, CQ_EINVAL, "cat needs at least one tensor");
+  for (int k = 0; k < n; k++) {
+    cq_status st = cq_qact_check(m, in[k], k);
+    if (st != CQ_OK) return st;
+  }
+  const cq_tensor *x0 = in[0];
+  const cq_qdtype d = cq_qact_dtype(x0);
+  cq_status st = check_out_qparams(m, d, scale, zero_point);
+  if (st != CQ_OK) return st;
+  if (x0->ndim == 0) {
+    return cq_qmod_fail(m, CQ_ESHAPE, "cat: zero-dimensional tensor (input 0) cannot be "
+                        "concatenated");
+  }
+  const int nd = x0->ndim;
+  const int dd = dim < 0 ? dim + nd : dim;
+  if (dd < 0 || dd >= nd) {
+    return cq_qmod_fail(m, CQ_ESHAPE, "Dimension out of range (expected to be in range of [%d, "
+                        "%d], but got %d)", -nd, nd - 1, dim);
+  }
+  int64_t shape[CQ_MAX_DIMS];
+  memcpy(shape, x0->shape, sizeof(int64_t) * (size_t)nd);
+  shape[dd] = 0;
+  for (int k = 0; k < n; k++) {
+    const cq_tensor *t = in[k];
+    if (t->ndim != nd) {
+      return cq_qmod_fail(m, CQ_ESHAPE, "cat: tensors must have same number of dimensions: got "
+                          "%d and %d", nd, t->ndim);
+    }
+    if (t->dtype != x0->dtype) {
+      return cq_qmod_fail(m, CQ_EINVAL, "cat: All dtypes must be the same (input %d)", k);
+    }
+    for (int i = 0; i < nd; i++) {
+      if (i != dd && t->shape[i] != x0->shape[i]) {
+        return cq_qmod_fail(m, CQ_ESHAPE, "cat: sizes of tensors must match except in dimension "
+                            "%d. Expected size %lld but got size %lld for tensor number %d in the "
+                            "list", dd, (long long)x0->shape[i], (long long)t->shape[i], k);
+      }
+    }
+    shape[dd] += t->shape[dd];
+  }
+  st = cq_qact_new(ctx, d, nd, shape, scale, zero_point, y);
+  if (st != CQ_OK) return st;
+  const float inv = (float)(1.0 / (double)scale);
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < dd; i++) outer *= shape[i];
+  for (int i = dd + 1; i < nd; i++) inner *= shape[i];
+  const int64_t row = shape[dd] * inner;
+  /* qcat_nhwc_kernel (dim 1 of channels-last 4-D tensors): inputs already in (scale, zp) are
+   * copied; the others go through the vector body (FMA dequantization) on blocks of 32
+   * channels, then on one block of 8..31 channels, and the last channels % 8 plainly. */
+  const int nhwc = layout == CQ_QLAYOUT_NHWC && nd == 4 && dd == 1;
+  int64_t offset = 0;
+  for (int k = 0; k < n; k++) {
+    const cq_tensor *t = in[k];
+    const float s = act_scale(t);
+    const int32_t z = act_zp(t);
+    const int64_t chunk = t->shape[dd] * inner;
+    const int same = s == scale && z == zero_point;
+    const int64_t ck = t->shape[dd];
+    int64_t vec_channels = ck / 32 * 32;
+    if (ck - vec_channels >= 8) vec_channels += (ck - vec_channels) / 8 * 8;
+    const float premul = s * -(float)z;
+    for (int64_t o = 0; o < outer; o++) {
+      for (int64_t j = 0; j < chunk; j++) {
+        const int32_t q = load_q(t, o * chunk + j);
+        int32_t v;
+        if (nhwc && same) {
+          v = q;
+        } else if (nhwc && j / inner < vec_channels) {
+          v = quantize_one(fmaf(s, (float)q, premul), inv, zero_point, d);
+        } else {
+          v = requant_plain(q, s, z, inv, zero_point, d);
+        }
+        store_q(*y, o * row + offset + j, v);
+      }
+    }
+    offset += chunk;
+  }
+  return CQ_OK;
+}
+
+/* --- unconverted float modules -------------------------------------------------------------------- */
+
+cq_status cq_qop_float_functional(const cq_module *m, cq_ctx *ctx, int is_cat, int dim, int n,
+                                  cq_tensor *const *in, cq_tensor **y) {
+  *y = NULL;
+  if (!is_cat) {
+    return cq_qmod_fail(m, CQ_EUNSUPPORTED, "add of quantized tensors needs output qparams: "
+                        "convert the FloatFunctional to a QFunctional (prepare + convert) first");
+  }
+  for (int k = 0; k < n; k++) {
+    cq_status st = cq_qact_check(m, in[k], k);
+    if (st != CQ_OK) return st;
+  }
+  const float scale = act_scale(in[0]);
+  const int32_t zp = act_zp(in[0]);
+  for (int k = 1; k < n; k++) {
+    if (act_scale(in[k]) != scale || act_zp(in[k]) != zp) {
+      cq_warn("All inputs of this cat operator must share the same quantization parameters. "
+              "Otherwise large numerical inaccuracies may occur.");
+      break;
+    }
+  }
+  return cq_qop_cat(m, ctx, n, in, dim, scale, zp, CQ_QLAYOUT_DEFAULT, y);
+}
+
+cq_status cq_qop_dropout(const cq_module *m, cq_tensor *x, int training, float p, cq_tensor **y) {
+  *y = NULL;
+  cq_status st = cq_qact_check(m, x, 0);
+  if (st != CQ_OK) return st;
+  if (training && p != 0.0f) {
+    return cq_qmod_fail(m, CQ_EUNSUPPORTED, "dropout of a quantized tensor in training mode is "
+                        "not supported (PyTorch has no quantized bernoulli); call eval() first");
+  }
+  *y = x;
+  return CQ_OK;
+}
