@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE ?= cmake
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all test demo install deps clean golden
+.PHONY: all test demo install deps clean golden bench
 
 all: $(BUILD)/Makefile
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -19,6 +19,13 @@ demo: all
 
 install: all
 	$(CMAKE) --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)
+
+# Benchmarks against the anchors on this machine (oneDNN, PyTorch). Needs libdnnl-dev
+# (CQ_BENCH_DEPS=1 make deps) and python3-torch; never part of `make test`.
+bench: all
+	$(CMAKE) --build $(BUILD) --target bench
+	/usr/bin/python3 bench/histogram_vs_torch.py --bench $(BUILD)/bench_histogram
+	/usr/bin/python3 bench/float_model_vs_torch.py --bench $(BUILD)/bench_float_model
 
 # Installs the Debian packages the build needs (run as root).
 deps:
