@@ -83,6 +83,15 @@ void cq_strbuf_append_pyfloat(cq_strbuf *sb, double value) {
   cq_strbuf_append(sb, cq_format_pyfloat(value, buf));
 }
 
+void cq_strbuf_append_pyfloat_f32(cq_strbuf *sb, float value) {
+  char tmp[48];
+  for (int prec = 1; prec <= 9; prec++) {
+    snprintf(tmp, sizeof tmp, "%.*g", prec, (double)value);
+    if ((float)strtod(tmp, NULL) == value) break;
+  }
+  cq_strbuf_append_pyfloat(sb, strtod(tmp, NULL));
+}
+
 /* torch's print options: precision 4, linewidth 80, threshold 1000, edgeitems 3. */
 enum { TORCH_PRECISION = 4, TORCH_LINEWIDTH = 80, TORCH_THRESHOLD = 1000, TORCH_EDGEITEMS = 3 };
 enum { TENSOR_PREFIX_LEN = 7 }; /* strlen("tensor(") */

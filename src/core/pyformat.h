@@ -18,6 +18,9 @@
 
 char *cq_format_pyfloat(double value, char buf[CQ_PYFLOAT_BUFSIZE]);
 void cq_strbuf_append_pyfloat(cq_strbuf *sb, double value);
+/* Python's repr of the float literal a user most likely wrote for a float32 argument: the shortest
+ * decimal that rounds to the same float32 (so 0.1f prints "0.1", as nn.Hardtanh(-0.1, 0.1) does). */
+void cq_strbuf_append_pyfloat_f32(cq_strbuf *sb, float value);
 void cq_format_torch_tensor_1d(cq_strbuf *sb, const float *values, int64_t n);
 void cq_format_torch_int_tensor_1d(cq_strbuf *sb, const int64_t *values, int64_t n,
                                    const char *dtype_suffix);

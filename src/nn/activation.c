@@ -16,17 +16,6 @@
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
 
-/* Python's repr of a float argument the user wrote as a literal: the shortest decimal that gives
- * back the same float32 (so 0.1f prints "0.1", as nn.Hardtanh(-0.1, 0.1) does). */
-static void append_float_arg(cq_strbuf *sb, float v) {
-  char tmp[48];
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
-    if ((float)strtod(tmp, NULL) == v) break;
-  }
-  cq_strbuf_append_pyfloat(sb, strtod(tmp, NULL));
-}
-
 static cq_status need_f32(const cq_module *m, const cq_tensor *x) {
   if (x->dtype != CQ_F32) {
     const cq_dtype_info *info = cq_dtype_get(x->dtype);
@@ -91,9 +80,9 @@ static cq_status hardtanh_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entr
 static void hardtanh_extra_repr(const cq_module *m, cq_strbuf *sb) {
   const hardtanh_impl *p = m->impl;
   cq_strbuf_append(sb, "min_val=");
-  append_float_arg(sb, p->min_val);
+  cq_strbuf_append_pyfloat_f32(sb, p->min_val);
   cq_strbuf_append(sb, ", max_val=");
-  append_float_arg(sb, p->max_val);
+  cq_strbuf_append_pyfloat_f32(sb, p->max_val);
 }
 
 static const cq_module_type hardtanh_type = {

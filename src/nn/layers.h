@@ -23,4 +23,10 @@ cq_status cq_linear_describe(const cq_module *m, int64_t *in_features, int64_t *
 cq_status cq_batchnorm_describe(const cq_module *m, int64_t *num_features, double *eps,
                                 double *momentum);
 
+/* LSTM / GRU: the options it was built with; *is_gru tells which. */
+cq_status cq_rnn_describe(const cq_module *m, cq_rnn_options *options, int *is_gru);
+
+/* Dropout: its probability. */
+cq_status cq_dropout_describe(const cq_module *m, float *p);
+
 #endif

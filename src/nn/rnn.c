@@ -27,6 +27,7 @@
 #include "cquant/modules.h"
 #include "kernels/fgemm/sgemm.h"
 #include "nn/init.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 #include "nn/rnn_cells.h"
 
@@ -516,17 +517,6 @@ static cq_status rnn_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e,
 
 /* ---- printing ------------------------------------------------------------------------------------ */
 
-/* The float as Python prints float(x) for the value the user most likely wrote: the shortest
- * decimal that rounds to the same float32, then Python's repr of that decimal. */
-static void append_float_option(cq_strbuf *sb, float v) {
-  char buf[64];
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-    if (strtof(buf, NULL) == v) break;
-  }
-  cq_strbuf_append_pyfloat(sb, strtod(buf, NULL));
-}
-
 static void rnn_extra_repr(const cq_module *m, cq_strbuf *sb) {
   const rnn_impl *p = m->impl;
   cq_strbuf_appendf(sb, "%lld, %lld", (long long)p->input_size, (long long)p->hidden_size);
@@ -535,7 +525,7 @@ static void rnn_extra_repr(const cq_module *m, cq_strbuf *sb) {
   if (p->batch_first) cq_strbuf_append(sb, ", batch_first=True");
   if (p->dropout != 0.0f) {
     cq_strbuf_append(sb, ", dropout=");
-    append_float_option(sb, p->dropout);
+    cq_strbuf_append_pyfloat_f32(sb, p->dropout);
   }
   if (p->bidirectional) cq_strbuf_append(sb, ", bidirectional=True");
 }
@@ -609,7 +599,7 @@ static cq_status rnn_new(cq_module **out, const cq_rnn_options *o, int gru) {
     char buf[CQ_PYFLOAT_BUFSIZE + 32];
     cq_strbuf sb;
     cq_strbuf_init(&sb);
-    append_float_option(&sb, o->dropout);
+    cq_strbuf_append_pyfloat_f32(&sb, o->dropout);
     snprintf(buf, sizeof buf, "%s", cq_strbuf_str(&sb));
     cq_strbuf_release(&sb);
     cq_warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
@@ -653,4 +643,20 @@ cq_status cq_lstm(cq_module **out, const cq_rnn_options *options) {
 
 cq_status cq_gru(cq_module **out, const cq_rnn_options *options) {
   return rnn_new(out, options, 1);
+}
+
+cq_status cq_rnn_describe(const cq_module *m, cq_rnn_options *options, int *is_gru) {
+  if (m->type != &lstm_type && m->type != &gru_type) {
+    return cq_fail(CQ_EINVAL, "%s is not an LSTM or GRU", m->type->name);
+  }
+  const rnn_impl *p = m->impl;
+  options->input_size = p->input_size;
+  options->hidden_size = p->hidden_size;
+  options->num_layers = p->num_layers;
+  options->bias = p->bias;
+  options->batch_first = p->batch_first;
+  options->bidirectional = p->bidirectional;
+  options->dropout = p->dropout;
+  *is_gru = p->gru;
+  return CQ_OK;
 }

@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "cquant/graph.h"
 #include "cquant/modules.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
 
@@ -231,20 +232,10 @@ static cq_status dropout_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry
   return CQ_OK;
 }
 
-/* The p the user wrote, as Python prints it (shortest decimal of the float32). */
-static void append_float_arg(cq_strbuf *sb, float v) {
-  char tmp[48];
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
-    if ((float)strtod(tmp, NULL) == v) break;
-  }
-  cq_strbuf_append_pyfloat(sb, strtod(tmp, NULL));
-}
-
 static void dropout_extra_repr(const cq_module *m, cq_strbuf *sb) {
   const dropout_impl *p = m->impl;
   cq_strbuf_append(sb, "p=");
-  append_float_arg(sb, p->p);
+  cq_strbuf_append_pyfloat_f32(sb, p->p);
   cq_strbuf_append(sb, ", inplace=False");
 }
 
@@ -458,4 +449,10 @@ const char *cq_functional_op(const cq_module *m, int *dim) {
   const functional_impl *p = m->impl;
   if (dim) *dim = p->dim;
   return p->kind == FUNC_ADD ? "add" : "cat";
+}
+
+cq_status cq_dropout_describe(const cq_module *m, float *p) {
+  if (m->type != &dropout_type) return cq_fail(CQ_EINVAL, "%s is not a Dropout", m->type->name);
+  *p = ((const dropout_impl *)m->impl)->p;
+  return CQ_OK;
 }

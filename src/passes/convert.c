@@ -152,21 +152,6 @@ static cq_status swap_weighted(cq_module *observed, cq_module *layer, int relu, 
   return st;
 }
 
-/* Dropout's p as the module prints it ("p=0.25, inplace=False": the shortest decimal that reads
- * back as the float32 value), which is all nn/ exposes of it. */
-static cq_status dropout_p(const cq_module *m, float *p) {
-  char buf[96];
-  cq_module_repr(m, buf, sizeof buf);
-  const char *s = strstr(buf, "p=");
-  char *end = NULL;
-  const double v = s ? strtod(s + 2, &end) : 0.0;
-  if (!s || end == s + 2 || !(v >= 0.0 && v <= 1.0)) {
-    return cq_fail(CQ_ESTATE, "Dropout: cannot read p from '%s'", buf);
-  }
-  *p = (float)v;
-  return CQ_OK;
-}
-
 static cq_status swap_static(cq_module *m, cq_backend engine, cq_module **out) {
   *out = NULL;
   const char *type = m->type->name;
@@ -191,7 +176,7 @@ static cq_status swap_static(cq_module *m, cq_backend engine, cq_module **out) {
   if (cq_module_is(m, "ReLU6")) return cq_qmodule_relu6(out);
   if (cq_module_is(m, "Dropout")) {
     float p = 0.0f;
-    cq_status st = dropout_p(m, &p);
+    cq_status st = cq_dropout_describe(m, &p);
     return st == CQ_OK ? cq_qmodule_dropout(out, p) : st;
   }
   int dim = 0;

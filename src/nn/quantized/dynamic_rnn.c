@@ -29,7 +29,9 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/pyformat.h"
 #include "core/strbuf.h"
+#include "nn/layers.h"
 #include "nn/quantized/dynamic_weight.h"
 #include "nn/quantized/qmodules.h"
 #include "nn/rnn_cells.h"
@@ -38,7 +40,7 @@ typedef struct dyn_rnn_impl {
   int gru;
   int64_t input_size, hidden_size, num_layers;
   int batch_first, bidirectional;
-  char dropout_text[48]; /* dropout as the float module printed it; "" when 0 */
+  float dropout; /* the float module's dropout (only printed: quantized RNNs run in eval) */
   cq_backend engine;
   cq_qgemm_packed **packed; /* 2 per (layer, direction) k: [2k] W_ih, [2k + 1] W_hh */
   int64_t npacked;
@@ -276,7 +278,10 @@ static void dyn_rnn_extra_repr(const cq_module *m, cq_strbuf *sb) {
   cq_strbuf_appendf(sb, "%lld, %lld", (long long)p->input_size, (long long)p->hidden_size);
   if (p->num_layers != 1) cq_strbuf_appendf(sb, ", num_layers=%lld", (long long)p->num_layers);
   if (p->batch_first) cq_strbuf_append(sb, ", batch_first=True");
-  if (p->dropout_text[0]) cq_strbuf_appendf(sb, ", dropout=%s", p->dropout_text);
+  if (p->dropout != 0.0f) {
+    cq_strbuf_append(sb, ", dropout=");
+    cq_strbuf_append_pyfloat_f32(sb, p->dropout);
+  }
   if (p->bidirectional) cq_strbuf_append(sb, ", bidirectional=True");
 }
 
@@ -309,79 +314,26 @@ static void param_name(char *buf, size_t cap, const char *kind, int64_t l, int64
   snprintf(buf, cap, "%s_l%lld%s", kind, (long long)l, d ? "_reverse" : "");
 }
 
-/* The options of a float nn.LSTM / nn.GRU. Sizes, layers, directions and bias come from its
- * parameters (weight_ih_l0 is [G*H, I], weight_hh_l0 [G*H, H]); batch_first and dropout, which no
- * parameter shows, from its printed options ("10, 20, num_layers=2, batch_first=True,
- * dropout=0.25"), which must agree with the parameters. */
+/* The options of a float nn.LSTM / nn.GRU, checked against its parameters' shapes. */
 static cq_status describe_float_rnn(const cq_module *m, dyn_rnn_impl *p, int *bias) {
   const char *name = m->type->name;
-  const cq_tensor *wih = own_tensor(m, "weight_ih_l0"), *whh = own_tensor(m, "weight_hh_l0");
-  if (!wih || !whh || wih->ndim != 2 || whh->ndim != 2) {
-    return cq_fail(CQ_EINVAL, "%s has no weight_ih_l0 / weight_hh_l0 matrices", name);
-  }
-  const int64_t G = p->gru ? 3 : 4;
-  p->hidden_size = whh->shape[1];
-  p->input_size = wih->shape[1];
-  if (p->hidden_size < 1 || wih->shape[0] != G * p->hidden_size ||
-      whh->shape[0] != G * p->hidden_size) {
-    return cq_fail(CQ_EINVAL, "%s: weight_ih_l0 / weight_hh_l0 do not have %lld * hidden_size rows",
-                   name, (long long)G);
-  }
-  char key[64];
-  p->num_layers = 0;
-  for (;;) {
-    param_name(key, sizeof key, "weight_ih", p->num_layers, 0);
-    if (!own_tensor(m, key)) break;
-    p->num_layers++;
-  }
-  p->bidirectional = own_tensor(m, "weight_ih_l0_reverse") != NULL;
-  *bias = own_tensor(m, "bias_ih_l0") != NULL;
-
-  cq_strbuf sb;
-  cq_strbuf_init(&sb);
-  if (m->type->extra_repr) m->type->extra_repr(m, &sb);
-  if (sb.failed) {
-    cq_strbuf_release(&sb);
-    return cq_fail(CQ_ENOMEM, "out of memory reading the options of %s", name);
-  }
-  char *text = cq_malloc_for(strlen(cq_strbuf_str(&sb)) + 1, "RNN options");
-  if (!text) {
-    cq_strbuf_release(&sb);
-    return CQ_ENOMEM;
-  }
-  strcpy(text, cq_strbuf_str(&sb));
-  cq_strbuf_release(&sb);
-  cq_status st = CQ_OK;
-  long long in_size = -1, hid = -1, layers = 1;
-  int bidir = 0, has_bias = 1, field = 0;
-  for (char *save = NULL, *tok = strtok_r(text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ') tok++;
-    if (field == 0) {
-      in_size = strtoll(tok, NULL, 10);
-    } else if (field == 1) {
-      hid = strtoll(tok, NULL, 10);
-    } else if (!strncmp(tok, "num_layers=", 11)) {
-      layers = strtoll(tok + 11, NULL, 10);
-    } else if (!strcmp(tok, "bias=False")) {
-      has_bias = 0;
-    } else if (!strcmp(tok, "batch_first=True")) {
-      p->batch_first = 1;
-    } else if (!strncmp(tok, "dropout=", 8) && strlen(tok + 8) < sizeof p->dropout_text) {
-      strcpy(p->dropout_text, tok + 8);
-    } else if (!strcmp(tok, "bidirectional=True")) {
-      bidir = 1;
-    } else {
-      st = cq_fail(CQ_EINVAL, "%s: unexpected option '%s'", name, tok);
-      break;
-    }
-    field++;
-  }
-  cq_free(text);
+  cq_rnn_options o;
+  int is_gru = 0;
+  cq_status st = cq_rnn_describe(m, &o, &is_gru);
   if (st != CQ_OK) return st;
-  if (in_size != p->input_size || hid != p->hidden_size || layers != p->num_layers ||
-      bidir != p->bidirectional || has_bias != *bias) {
-    return cq_fail(CQ_EINVAL, "%s: its printed options disagree with its parameters", name);
+  const cq_tensor *wih = own_tensor(m, "weight_ih_l0"), *whh = own_tensor(m, "weight_hh_l0");
+  const int64_t G = p->gru ? 3 : 4;
+  if (is_gru != p->gru || !wih || !whh || wih->ndim != 2 || whh->ndim != 2 ||
+      wih->shape[0] != G * o.hidden_size || whh->shape[0] != G * o.hidden_size) {
+    return cq_fail(CQ_EINVAL, "%s: weight_ih_l0 / weight_hh_l0 do not match its options", name);
   }
+  p->input_size = o.input_size;
+  p->hidden_size = o.hidden_size;
+  p->num_layers = o.num_layers;
+  p->bidirectional = o.bidirectional;
+  p->batch_first = o.batch_first;
+  p->dropout = o.dropout;
+  *bias = o.bias;
   return CQ_OK;
 }
 
