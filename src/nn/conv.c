@@ -381,11 +381,11 @@ static cq_status conv_new(cq_module **out, const cq_conv_options *o, int dims,
   cq_module *m;
   st = cq_module_new(type, p, &m);
   if (st != CQ_OK) return st;
-  const float bound = cq_init_fan_in_bound(fan_in);
+  const double bound = cq_init_fan_in_bound(fan_in);
   cq_tensor *w = NULL, *b = NULL;
   st = cq_tensor_create(&w, CQ_F32, 2 + dims, wshape);
   if (st == CQ_OK) {
-    cq_init_uniform(w, bound);
+    cq_init_uniform(w, cq_init_kaiming_bound(fan_in));
     st = cq_module_add_parameter(m, "weight", w);
   }
   if (st == CQ_OK && p->bias) {

@@ -101,9 +101,9 @@ cq_status cq_linear(cq_module **out, int64_t in_features, int64_t out_features, 
   int64_t wshape[2] = {out_features, in_features};
   cq_tensor *w = NULL, *b = NULL;
   st = cq_tensor_create(&w, CQ_F32, 2, wshape);
-  const float bound = cq_init_fan_in_bound(in_features);
+  const double bound = cq_init_fan_in_bound(in_features);
   if (st == CQ_OK) {
-    cq_init_uniform(w, bound);
+    cq_init_uniform(w, cq_init_kaiming_bound(in_features));
     st = cq_module_add_parameter(m, "weight", w);
   }
   if (st == CQ_OK && p->bias) {

@@ -562,7 +562,7 @@ cq_rnn_options cq_rnn_defaults(int64_t input_size, int64_t hidden_size) {
 }
 
 static cq_status add_param(cq_module *m, const char *name, int64_t l, const char *suffix,
-                           int64_t rows, int64_t cols, int ndim, float bound) {
+                           int64_t rows, int64_t cols, int ndim, double bound) {
   char key[64];
   snprintf(key, sizeof key, "%s_l%lld%s", name, (long long)l, suffix);
   const int64_t shape[2] = {rows, cols};
@@ -619,7 +619,7 @@ static cq_status rnn_new(cq_module **out, const cq_rnn_options *o, int gru) {
   cq_status st = cq_module_new(gru ? &gru_type : &lstm_type, p, &m);
   if (st != CQ_OK) return st;
   const int64_t H = p->hidden_size, GH = rnn_gates(p) * H, D = rnn_dirs(p);
-  const float bound = cq_init_fan_in_bound(H);
+  const double bound = cq_init_fan_in_bound(H);
   for (int64_t l = 0; l < p->num_layers && st == CQ_OK; l++) {
     for (int64_t d = 0; d < D && st == CQ_OK; d++) {
       const char *suffix = d ? "_reverse" : "";
