@@ -3,19 +3,35 @@
 
 Creates realistic activation batches (default: 10 batches of 1x64x56x56, the output of a ResNet
 stage-1 convolution after ReLU, with the scale drifting between batches), saves them as .npy in a
-temporary folder, times PyTorch's HistogramObserver (forward over every batch + calculate_qparams,
-median of several runs, one thread as cquant uses one), runs the C benchmark on the same files,
-checks that both give the same range, scale and zero point bit for bit, and prints one JSON object
-with both timings and the speed ratio.
+temporary folder and times forward() over every batch + calculate_qparams() in two setups:
+
+  single_thread: cquant with 1 thread           vs  PyTorch with torch.set_num_threads(1)
+  all_cores:     cquant with --threads N       vs  PyTorch with torch.set_num_threads(N)
+                 (N = --threads, by default the number of CPUs: both use every core. PyTorch's
+                 own default, torch.get_num_threads() at start-up, is recorded in the report; a
+                 build whose default is one thread would otherwise be handicapped)
+
+The setups are measured in --rounds interleaved rounds (each round times all four
+configurations, so that load from other processes falls on all of them alike); every timing is the
+median of several runs, and the report gives, per setup and implementation, the median over the
+rounds and the speed ratio of those medians (plus the range of the per-round ratios). Every run of
+either implementation must give the same range, scale and zero point bit for bit (floats compared
+as Python reprs); one JSON object is printed.
+
+On a shared machine other processes distort the multi-threaded timings most (a thread that loses
+its core stalls the others at the next synchronisation). So each round first samples how busy the
+CPUs are (from /proc/stat, over 0.3 s), waits up to --wait-idle seconds for them to fall below
+--idle-below percent, and the report lists each round's figure.
 
 Usage: /usr/bin/python3 bench/histogram_vs_torch.py [--bench PATH] [--batches N]
-           [--shape 1,64,56,56] [--data relu|normal] [--reps N] [--c-reps N]
-           [--config "key=value ..."]
-Exit status 1 if the results differ.
+           [--shape 1,64,56,56] [--data relu|normal] [--rounds N] [--reps N] [--c-reps N]
+           [--threads N] [--wait-idle S] [--idle-below P] [--config "key=value ..."]
+Exit status 1 if any result differs.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,9 +82,11 @@ def make_batches(n, shape, data, seed):
     return out
 
 
-def time_torch(batches, kw, reps):
-    tensors = [torch.from_numpy(b) for b in batches]
-    times, result = [], None
+def time_torch(tensors, kw, reps, threads):
+    """Median and minimum seconds of `reps` runs with `threads` intra-op threads, and the result
+    of every run as (min_val, max_val, scale, zero_point) reprs."""
+    torch.set_num_threads(threads)
+    times, results = [], set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(reps):
@@ -78,8 +96,46 @@ def time_torch(batches, kw, reps):
                 obs(t)
             scale, zp = obs.calculate_qparams()
             times.append(time.perf_counter() - t0)
-            result = (obs.min_val.item(), obs.max_val.item(), scale.item(), int(zp.item()))
-    return float(np.median(times)), float(np.min(times)), result
+            results.add((repr(obs.min_val.item()), repr(obs.max_val.item()), repr(scale.item()),
+                         int(zp.item())))
+    return statistics.median(times), min(times), results
+
+
+def cpu_busy_percent(interval=0.3):
+    """Percent of CPU time not idle over `interval` seconds (all CPUs), or None without /proc."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields[:8]), fields[3] + fields[4]  # total, idle + iowait
+    try:
+        t1, i1 = sample()
+        time.sleep(interval)
+        t2, i2 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 100.0 * (1.0 - (i2 - i1) / max(1, t2 - t1))
+
+
+def wait_for_idle(limit_s, below):
+    """Samples the CPU load until it is below `below` percent or `limit_s` seconds have passed;
+    returns the last sample."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = cpu_busy_percent()
+        if busy is None or busy < below or time.monotonic() >= deadline:
+            return busy
+        time.sleep(1.0)
+
+
+def run_cquant(bench, files, reps, threads, config):
+    """bench_histogram's JSON (its timings are the median / minimum of `reps` runs, its result
+    that of the last run; the runs are deterministic) and its result as reprs."""
+    cmd = [bench, "--reps", str(reps), "--threads", str(threads)]
+    if config:
+        cmd += ["--config", config]
+    c = json.loads(subprocess.run(cmd + files, check=True, capture_output=True, text=True).stdout)
+    result = (repr(c["min_val"]), repr(c["max_val"]), repr(c["scale"]), int(c["zero_point"]))
+    return c, result
 
 
 def find_bench(path):
@@ -98,50 +154,90 @@ def find_bench(path):
     sys.exit("bench_histogram not found; build first (make) or pass --bench")
 
 
+def summary(torch_times, cquant_times, threads):
+    t_med, c_med = statistics.median(torch_times), statistics.median(cquant_times)
+    ratios = [t / c for t, c in zip(torch_times, cquant_times)]
+    return {
+        "threads": threads,
+        "torch_median_s": t_med,
+        "cquant_median_s": c_med,
+        "speedup": t_med / c_med,
+        "speedup_per_round": {"min": min(ratios), "median": statistics.median(ratios),
+                              "max": max(ratios)},
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench")
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--shape", default="1,64,56,56")
     ap.add_argument("--data", default="relu", choices=("relu", "normal"))
-    ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--c-reps", type=int, default=31)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=7, help="PyTorch runs per round and setup")
+    ap.add_argument("--c-reps", type=int, default=31, help="cquant runs per round and setup")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads of the all_cores setup (0: the number of CPUs)")
+    ap.add_argument("--wait-idle", type=float, default=0.0,
+                    help="seconds to wait, before each round, for the CPUs to be idle")
+    ap.add_argument("--idle-below", type=float, default=20.0,
+                    help="CPU busy percentage counted as idle")
     ap.add_argument("--config", default="")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch_default_threads = torch.get_num_threads()
+    all_threads = args.threads or os.cpu_count() or 1
     shape = tuple(int(s) for s in args.shape.split(","))
     batches = make_batches(args.batches, shape, args.data, args.seed)
+    tensors = [torch.from_numpy(b) for b in batches]
     kw = torch_kwargs(args.config)
     bench = find_bench(args.bench)
+    setups = (("single_thread", 1), ("all_cores", all_threads))
+    times = {(name, impl): [] for name, _ in setups for impl in ("torch", "cquant")}
+    results = set()
+    c_phases = {name: [] for name, _ in setups}
+    busy_before_round = []
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for i, b in enumerate(batches):
             path = os.path.join(tmp, "batch_%03d.npy" % i)
             np.save(path, b)
             files.append(path)
-        cmd = [bench, "--reps", str(args.c_reps)]
-        if args.config:
-            cmd += ["--config", args.config]
-        c = json.loads(subprocess.run(cmd + files, check=True, capture_output=True,
-                                      text=True).stdout)
-    t_med, t_min, (tmin, tmax, tscale, tzp) = time_torch(batches, kw, args.reps)
-    same = (c["min_val"] == tmin and c["max_val"] == tmax and c["scale"] == tscale
-            and c["zero_point"] == tzp)
-    print(json.dumps({
+        for _ in range(args.rounds):
+            busy = wait_for_idle(args.wait_idle, args.idle_below)
+            busy_before_round.append(None if busy is None else round(busy, 1))
+            for name, threads in setups:
+                t_med, _, t_results = time_torch(tensors, kw, args.reps, threads)
+                c, c_result = run_cquant(bench, files, args.c_reps, threads, args.config)
+                times[(name, "torch")].append(t_med)
+                times[(name, "cquant")].append(c["median_s"])
+                c_phases[name].append((c["update_median_s"], c["qparams_median_s"]))
+                results |= t_results
+                results.add(c_result)
+    same = len(results) == 1
+    (min_val, max_val, scale, zero_point), = results if same else (("?",) * 4,)
+    report = {
         "benchmark": "HistogramObserver forward x%d + calculate_qparams" % args.batches,
         "batch_shape": list(shape),
         "data": args.data,
         "config": args.config or "defaults",
-        "torch": {"version": torch.__version__, "threads": torch.get_num_threads(),
-                  "median_s": t_med, "min_s": t_min, "scale": tscale, "zero_point": tzp},
-        "cquant": {"median_s": c["median_s"], "min_s": c["min_s"],
-                   "update_median_s": c["update_median_s"],
-                   "qparams_median_s": c["qparams_median_s"], "scale": c["scale"],
-                   "zero_point": c["zero_point"]},
+        "torch_version": torch.__version__,
+        "cpus": os.cpu_count(),
+        "torch_default_threads": torch_default_threads,
+        "rounds": args.rounds,
+        "cpu_busy_percent_before_each_round": busy_before_round,
+        "loadavg_at_end": [round(v, 2) for v in os.getloadavg()],
+        "runs_per_round": {"torch": args.reps, "cquant": args.c_reps},
         "identical": same,
-        "speedup": t_med / c["median_s"],
-    }, indent=2))
+        "result": {"min_val": min_val, "max_val": max_val, "scale": scale,
+                   "zero_point": zero_point} if same else sorted(results),
+    }
+    for name, threads in setups:
+        s = summary(times[(name, "torch")], times[(name, "cquant")], threads)
+        s["cquant_update_median_s"] = statistics.median(p[0] for p in c_phases[name])
+        s["cquant_qparams_median_s"] = statistics.median(p[1] for p in c_phases[name])
+        report[name] = s
+    print(json.dumps(report, indent=2))
     return 0 if same else 1
 
 

@@ -9,7 +9,12 @@
  * Direct checks: a deliberately naive reference of forward() (materialised upsampled grid and
  * sequential double cumulative sum) against the optimised merge on random streams chosen to make
  * the closed-form run sums fall back; reset; empty and non-finite batches; errors leaving the state
- * unchanged; allocation failures. */
+ * unchanged; allocation failures.
+ *
+ * Every kernel set the CPU can run (scalar, AVX2, AVX-512) and 1, 2 and 3 threads of the default
+ * pool: the golden and reference checks run under each (with a grain small enough that even short
+ * batches are split among the threads), and large batches, bin-edge values and non-finite elements
+ * at part boundaries must give the same bits, errors and messages under all of them. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +25,7 @@
 #include "cquant/npy.h"
 #include "cquant/observer.h"
 #include "cquant/tensor.h"
+#include "cquant/threads.h"
 #include "quant/observer_histogram.h"
 #include "support/check.h"
 #include "support/golden.h"
@@ -649,20 +655,302 @@ static void test_allocation_failures(void) {
   CHECK(failures >= 2);
 }
 
-/* The golden and reference checks once per kernel set the CPU can run (CQ_ISA selects it). */
+/* --- kernel sets and threads ------------------------------------------------------------------- */
+
+static const cq_isa test_isas[3] = {CQ_ISA_SCALAR, CQ_ISA_AVX2, CQ_ISA_AVX512VNNI};
+
+/* The observer's complete state after a stream, to compare runs bit for bit. */
+typedef struct observed {
+  cq_status status[8]; /* of each batch */
+  char message[8][160];
+  float min_val, max_val, search_min, search_max, scale;
+  int32_t zero_point;
+  float *hist;
+  int bins;
+} observed;
+
+static void observe(const cq_observer_config *cfg, const float *x, int nbatches, int64_t per,
+                    observed *out) {
+  memset(out, 0, sizeof *out);
+  cq_observer *obs = NULL;
+  CHECK_OK(cq_observer_create(cfg, &obs));
+  if (!obs) return;
+  for (int b = 0; b < nbatches; b++) {
+    int64_t shape[1] = {per};
+    out->status[b] = cq_observer_update(obs, x + b * per, 1, shape);
+    if (out->status[b] != CQ_OK) {
+      snprintf(out->message[b], sizeof out->message[b], "%s", cq_last_error());
+    }
+  }
+  cq_observer_min_max(obs, &out->min_val, &out->max_val, 1);
+  const float *h = cq_histogram_observer_histogram(obs, &out->bins);
+  out->hist = malloc(sizeof(float) * (size_t)out->bins);
+  memcpy(out->hist, h, sizeof(float) * (size_t)out->bins);
+  if (cq_observer_has_data(obs)) {
+    cq_qparams qp;
+    CHECK_OK(cq_histogram_observer_search(obs, &out->search_min, &out->search_max));
+    CHECK_OK(cq_observer_qparams(obs, &qp));
+    out->scale = qp.scale[0];
+    out->zero_point = qp.zero_point[0];
+    cq_qparams_release(&qp);
+  }
+  cq_observer_free(obs);
+}
+
+static int same_observed(const observed *a, const observed *b, int nbatches) {
+  for (int i = 0; i < nbatches; i++) {
+    if (a->status[i] != b->status[i] || strcmp(a->message[i], b->message[i]) != 0) return 0;
+  }
+  return a->bins == b->bins && same_f32(a->min_val, b->min_val) &&
+         same_f32(a->max_val, b->max_val) && same_f32(a->search_min, b->search_min) &&
+         same_f32(a->search_max, b->search_max) && same_f32(a->scale, b->scale) &&
+         a->zero_point == b->zero_point &&
+         memcmp(a->hist, b->hist, sizeof(float) * (size_t)a->bins) == 0;
+}
+
+/* Runs the stream under every kernel set and 1, 2 and 3 threads (with the automatic grain, and
+ * with the smallest one) and compares each run with the scalar one-thread run. Returns the number
+ * of runs that differ. */
+static int compare_everywhere(const char *what, const cq_observer_config *cfg, const float *x,
+                              int nbatches, int64_t per) {
+  observed ref, got;
+  setenv("CQ_ISA", "scalar", 1);
+  CHECK_OK(cq_set_num_threads(1));
+  observe(cfg, x, nbatches, per, &ref);
+  int differ = 0;
+  for (int i = 0; i < 3; i++) {
+    if (!cq_isa_supported(test_isas[i])) continue;
+    setenv("CQ_ISA", cq_isa_name(test_isas[i]), 1);
+    for (int threads = 1; threads <= 3; threads++) {
+      CHECK_OK(cq_set_num_threads(threads));
+      for (int g = 0; g < 2; g++) {
+        if (threads == 1 && g == 1) continue;
+        cq_histogram_observer_set_grain(g ? 8 : 0);
+        observe(cfg, x, nbatches, per, &got);
+        if (!same_observed(&ref, &got, nbatches)) {
+          differ++;
+          detail("%s: kernels %s, %d threads, grain %s differ from scalar, 1 thread", what,
+                 cq_isa_name(test_isas[i]), threads, g ? "8" : "auto");
+        }
+        free(got.hist);
+      }
+    }
+  }
+  free(ref.hist);
+  cq_histogram_observer_set_grain(0);
+  CHECK_OK(cq_set_num_threads(1));
+  unsetenv("CQ_ISA");
+  return differ;
+}
+
+/* Large batches (split among threads with the automatic grain too): ReLU'd activations with exact
+ * zeros of both signs, and wide normal data that leaves elements outside the truncated bounds. */
+static void test_large_batches_everywhere(void) {
+  const int64_t per = 150001; /* an odd length: a partial last vector */
+  const int nb = 4;
+  float *x = malloc(sizeof(float) * (size_t)(per * nb));
+  rng_state = 0x1234567887654321ULL;
+  for (int64_t i = 0; i < per * nb; i++) {
+    const double v = gaussian() * (1.0 + 0.2 * (double)(i / per));
+    x[i] = v < 0.0 ? ((i & 1) ? 0.0f : -0.0f) : (float)v;
+  }
+  cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  CHECK_INT_EQ(compare_everywhere("relu stream", &cfg, x, nb, per), 0);
+  for (int64_t i = 0; i < per * nb; i++) x[i] = (float)(gaussian() * 3.3 + 0.7);
+  cfg.bins = 1000; /* not a power of two: the bracket's products round */
+  cfg.upsample_rate = 16;
+  CHECK_INT_EQ(compare_everywhere("normal stream", &cfg, x, nb, per), 0);
+  free(x);
+}
+
+/* Elements on and next to every bin edge (lo + k (hi - lo) / bins and its neighbours), where the
+ * vector kernels' division-free bracket must defer to the division. The batch holds the integral
+ * bounds themselves, so histc bins [lo, hi] exactly; the result must equal a one-element-at-a-time
+ * torch.histc as well. */
+static void test_bin_edges(void) {
+  const struct {
+    float lo, hi;
+    int bins;
+  } cases[] = {{0.0f, 11.0f, 2048}, {-3.0f, 5.0f, 1000}, {-7.0f, 3.0f, 3}, {1.0f, 2.0f, 4096},
+               {-100.0f, 100.0f, 777}, {0.0f, 1.0f, 262144}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    const float lo = cases[c].lo, hi = cases[c].hi;
+    const int bins = cases[c].bins;
+    const int edges = bins > 4096 ? 4096 : bins;
+    const int64_t n = 2 + (int64_t)edges * 5;
+    float *x = malloc(sizeof(float) * (size_t)n);
+    x[0] = lo;
+    x[1] = hi;
+    for (int k = 0; k < edges; k++) {
+      const int kk = bins > 4096 ? (int)(((int64_t)k * 4093) % bins) : k;
+      const float e = lo + (float)((double)(hi - lo) * kk / bins);
+      x[2 + 5 * k] = e;
+      x[3 + 5 * k] = nextafterf(e, -INFINITY);
+      x[4 + 5 * k] = nextafterf(e, INFINITY);
+      x[5 + 5 * k] = nextafterf(nextafterf(e, INFINITY), INFINITY);
+      x[6 + 5 * k] = lo + (hi - lo) * ((float)kk / (float)bins);
+    }
+    for (int64_t i = 2; i < n; i++) { /* keep inside [lo, hi], away from the zeros' signs */
+      if (x[i] < lo) x[i] = lo;
+      if (x[i] > hi) x[i] = hi;
+    }
+    cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+    cfg.bins = bins;
+    char what[64];
+    snprintf(what, sizeof what, "bin edges [%g, %g] / %d", lo, hi, bins);
+    CHECK_MSG(compare_everywhere(what, &cfg, x, 1, n) == 0, "%s", what);
+    float *want = malloc(sizeof(float) * (size_t)bins);
+    ref_histc(x, n, bins, lo, hi, want);
+    observed got;
+    observe(&cfg, x, 1, n, &got);
+    CHECK_MSG(got.hist && memcmp(got.hist, want, sizeof(float) * (size_t)bins) == 0,
+              "%s: differs from the one-at-a-time histc", what);
+    free(got.hist);
+    free(want);
+    free(x);
+  }
+}
+
+/* NaN and infinities anywhere (in a vector, in the partial last vector, at the first element of a
+ * thread's part): the batch is rejected with the message every observer gives, naming the first
+ * one, and the observer keeps its state, under every kernel set and thread count. */
+static void test_nonfinite_everywhere(void) {
+  const int64_t per = 20001;
+  /* the first element, inside a vector, the first element of the second of 2 or 3 parts (grain
+   * 8), the partial last vector; a later NaN is not the one reported */
+  const struct {
+    int64_t at;
+    float value;
+  } cases[] = {{0, NAN}, {5, INFINITY}, {10000, -INFINITY}, {6664, NAN}, {20000, INFINITY},
+               {19999, NAN}};
+  float *x = malloc(sizeof(float) * (size_t)(3 * per));
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    rng_state = 0x5555 + c;
+    for (int64_t i = 0; i < 3 * per; i++) x[i] = (float)gaussian();
+    x[per + cases[c].at] = cases[c].value;
+    if (cases[c].at < per - 1) x[per + per - 1] = NAN;
+    cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+    char what[64];
+    snprintf(what, sizeof what, "%g at %lld", (double)cases[c].value, (long long)cases[c].at);
+    CHECK_MSG(compare_everywhere(what, &cfg, x, 3, per) == 0, "%s", what);
+    observed got;
+    observe(&cfg, x, 3, per, &got);
+    CHECK_INT_EQ(got.status[0], CQ_OK);
+    CHECK_INT_EQ(got.status[1], CQ_EVALUE);
+    CHECK_INT_EQ(got.status[2], CQ_OK);
+    /* the message of the generic scan, as a MinMaxObserver gives it */
+    cq_observer_config mm = cq_observer_defaults(CQ_OBSERVER_MINMAX);
+    cq_observer *other = NULL;
+    CHECK_OK(cq_observer_create(&mm, &other));
+    int64_t shape[1] = {per};
+    if (other) {
+      CHECK_STATUS(cq_observer_update(other, x + per, 1, shape), CQ_EVALUE);
+      CHECK_STR_EQ(got.message[1], cq_last_error());
+      cq_observer_free(other);
+    }
+    free(got.hist);
+  }
+  /* the other kinds' scan (in cq_observer_update) splits large batches among the threads: the
+   * first non-finite element is reported whichever part it is in */
+  const int64_t big = 3 * 65536 + 5;
+  float *y = calloc((size_t)big, sizeof(float));
+  int64_t big_shape[1] = {big};
+  char want[128];
+  for (int threads = 1; threads <= 3 && y; threads++) {
+    CHECK_OK(cq_set_num_threads(threads));
+    for (int k = 0; k < 3; k++) {
+      const int64_t at = k == 0 ? 1 : (k == 1 ? big / 2 + 3 : big - 1);
+      for (int64_t i = 0; i < big; i++) y[i] = (float)(i % 97) * 0.5f;
+      y[at] = k == 1 ? -INFINITY : NAN;
+      y[big - 1] = NAN;
+      cq_observer_config mm = cq_observer_defaults(CQ_OBSERVER_MINMAX);
+      cq_observer *other = NULL;
+      CHECK_OK(cq_observer_create(&mm, &other));
+      if (!other) continue;
+      CHECK_STATUS(cq_observer_update(other, y, 1, big_shape), CQ_EVALUE);
+      snprintf(want, sizeof want, "element %lld is %s; observers need finite values",
+               (long long)at, k == 1 ? "-Inf" : "NaN");
+      CHECK_STR_EQ(cq_last_error(), want);
+      CHECK(!cq_observer_has_data(other));
+      y[at] = 1.0f;
+      y[big - 1] = 2.0f;
+      CHECK_OK(cq_observer_update(other, y, 1, big_shape));
+      cq_observer_free(other);
+    }
+  }
+  CHECK_OK(cq_set_num_threads(1));
+  free(y);
+
+  /* the rejected batch left the observer as it was: same as a stream without it */
+  cq_observer_config cfg = cq_observer_defaults(CQ_OBSERVER_HISTOGRAM);
+  rng_state = 0x77;
+  for (int64_t i = 0; i < 3 * per; i++) x[i] = (float)gaussian();
+  observed skip, rejected;
+  memcpy(x + per, x + 2 * per, sizeof(float) * (size_t)per);
+  observe(&cfg, x, 2, per, &skip); /* batches 0 and 2 */
+  rng_state = 0x77;
+  for (int64_t i = 0; i < 3 * per; i++) x[i] = (float)gaussian();
+  x[per + 123] = NAN;
+  CHECK_OK(cq_set_num_threads(2));
+  cq_histogram_observer_set_grain(8);
+  observe(&cfg, x, 3, per, &rejected);
+  cq_histogram_observer_set_grain(0);
+  CHECK_OK(cq_set_num_threads(1));
+  CHECK(rejected.status[1] == CQ_EVALUE);
+  CHECK(memcmp(skip.hist, rejected.hist, sizeof(float) * (size_t)skip.bins) == 0);
+  CHECK(same_f32(skip.min_val, rejected.min_val) && same_f32(skip.max_val, rejected.max_val));
+  free(skip.hist);
+  free(rejected.hist);
+  free(x);
+}
+
+/* Room for more threads' counters is made on the first batch that needs it; when that fails, the
+ * batch is rejected and the observer keeps its state. */
+static void test_thread_scratch_allocation(void) {
+  CHECK_OK(cq_set_num_threads(2));
+  cq_histogram_observer_set_grain(8);
+  cq_observer *obs = make(2048, 128);
+  float x[64];
+  for (int i = 0; i < 64; i++) x[i] = (float)i * 0.25f - 3.0f;
+  int64_t s7[1] = {7}, s64[1] = {64};
+  if (obs) {
+    CHECK_OK(cq_observer_update(obs, x, 1, s7)); /* too short to split: one part */
+    cq_debug_fail_alloc_after(0);
+    CHECK_STATUS(cq_observer_update(obs, x, 1, s64), CQ_ENOMEM);
+    cq_debug_fail_alloc_after(-1);
+    float mn, mx;
+    cq_observer_min_max(obs, &mn, &mx, 1);
+    CHECK(mn == -3.0f && mx == -1.5f);
+    CHECK_OK(cq_observer_update(obs, x, 1, s64));
+    cq_observer_min_max(obs, &mn, &mx, 1);
+    CHECK(mn == -3.0f && mx >= 12.75f);
+    cq_observer_free(obs);
+  }
+  cq_histogram_observer_set_grain(0);
+  CHECK_OK(cq_set_num_threads(1));
+}
+
+/* The golden and reference checks once per kernel set the CPU can run (CQ_ISA selects it) and
+ * thread count: one thread, then 2 (and for the golden cases 3) with the smallest grain, so that
+ * every batch of at least 16 elements is split among the threads. */
 static void test_kernel_paths(void) {
-  const cq_isa isas[2] = {CQ_ISA_SCALAR, CQ_ISA_AVX2};
-  for (int i = 0; i < 2; i++) {
-    const char *name = cq_isa_name(isas[i]);
-    if (!cq_isa_supported(isas[i])) {
-      printf("kernels %s: skipped, %s\n", name, cq_isa_missing_reason(isas[i]));
+  for (int i = 0; i < 3; i++) {
+    const char *name = cq_isa_name(test_isas[i]);
+    if (!cq_isa_supported(test_isas[i])) {
+      printf("kernels %s: skipped, %s\n", name, cq_isa_missing_reason(test_isas[i]));
       continue;
     }
     setenv("CQ_ISA", name, 1);
-    printf("kernels %s:\n", name);
-    test_against_reference();
-    test_golden();
+    for (int threads = 1; threads <= 3; threads++) {
+      CHECK_OK(cq_set_num_threads(threads));
+      cq_histogram_observer_set_grain(threads > 1 ? 8 : 0);
+      printf("kernels %s, %d thread%s:\n", name, threads, threads > 1 ? "s" : "");
+      if (threads < 3) test_against_reference();
+      test_golden();
+    }
   }
+  cq_histogram_observer_set_grain(0);
+  CHECK_OK(cq_set_num_threads(1));
   unsetenv("CQ_ISA");
 }
 
@@ -674,6 +962,10 @@ int main(void) {
   test_rejected_batches();
   test_large_downsample_rate();
   test_allocation_failures();
+  test_thread_scratch_allocation();
   test_kernel_paths();
+  test_large_batches_everywhere();
+  test_bin_edges();
+  test_nonfinite_everywhere();
   return check_summary("test_histogram_observer");
 }

@@ -2,7 +2,8 @@
  * model/...): the seed's QAT block exactly (fuse_modules in training mode, stubs,
  * get_default_qconfig('fbgemm') given to prepare_qat, SGD lr 0.1, MSE, 10 steps, convert), the same
  * with get_default_qat_qconfig('fbgemm'), a Conv-BN-ReLU classifier (fuse_modules_qat, BN frozen and
- * observers disabled during training) and a model with learnable fake-quants, all from PyTorch's
+ * observers disabled during training), its 1-D counterpart beside a Conv1d that has no QAT
+ * module, and a model with learnable fake-quants, all from PyTorch's
  * initial weights and the same per-step inputs and targets.
  *
  * Checked: the tree after prepare_qat (exact text), every step's loss (within 1e-3 relative), the
@@ -255,6 +256,37 @@ static cq_module *convbn_model(const golden_file *g, const golden_case *c) {
   return m;
 }
 
+static cq_module *convbn1d_model(const golden_file *g, const golden_case *c) {
+  cq_module *mods[9] = {0}, *m = NULL;
+  cq_conv_options o1 = cq_conv_defaults(3, 6, 3, 1);
+  cq_conv_options o2 = cq_conv_defaults(6, 6, 3, 1);
+  o2.padding[0] = 1;
+  o2.bias = 0;
+  cq_conv_options o3 = cq_conv_defaults(6, 4, 1, 1);
+  cq_quant_stub(&mods[0]);
+  cq_conv1d(&mods[1], &o1);
+  cq_batchnorm1d(&mods[2], 6);
+  cq_relu(&mods[3]);
+  cq_conv1d(&mods[4], &o2);
+  cq_batchnorm1d(&mods[5], 6);
+  cq_conv1d(&mods[6], &o3);
+  cq_relu(&mods[7]);
+  cq_dequant_stub(&mods[8]);
+  CHECK_OK(sequential_of(&m, 9, mods));
+  if (!m) return NULL;
+  char path[1024];
+  CHECK_OK(cq_load_safetensors(m, golden_path(g, golden_get(c, "init"), path, sizeof path), 1));
+  cq_module_train(m, 1);
+  const char *g1[3] = {"1", "2", "3"}, *g2[2] = {"4", "5"};
+  CHECK_OK(cq_fuse_modules_qat(m, 3, g1));
+  CHECK_OK(cq_fuse_modules_qat(m, 2, g2)); /* (6) Conv1d has no QAT version: it stays float */
+  cq_qconfig qc;
+  CHECK_OK(cq_get_default_qat_qconfig(CQ_BACKEND_FBGEMM, 1, &qc));
+  CHECK_OK(cq_module_set_qconfig(m, &qc));
+  CHECK_OK(cq_prepare_qat(m));
+  return m;
+}
+
 static void walk(cq_module *m, void (*fn)(cq_module *)) {
   for (int i = 0; i < cq_module_num_children(m); i++) walk(cq_module_child(m, i), fn);
   fn(m);
@@ -349,6 +381,7 @@ static void train(const golden_file *g, const golden_case *c, cq_module *m, floa
       const double got = *(float *)loss->data;
       const double rel = fabs(got - want[k]) / fabs((double)want[k]);
       if (rel > worst_loss) worst_loss = rel;
+      if (getenv("QAT_VERBOSE")) printf("  %s step %d: loss %.9g, PyTorch %.9g\n", c->name, k, got, want[k]);
       CHECK_MSG(rel <= 1e-3, "case %s step %d: loss %.9g, PyTorch %.9g (relative error %.3g)",
                 c->name, k, got, want[k], rel);
     }
@@ -525,6 +558,8 @@ static void run_model_case(const golden_file *g, const golden_case *c) {
     m = convbn_model(g, c);
     lr = 0.05f;
     between = convbn_between;
+  } else if (!strcmp(c->name, "model/convbn1d")) {
+    m = convbn1d_model(g, c);
   } else if (!strcmp(c->name, "model/learnable")) {
     m = learnable_model(g, c);
     lr = 0.02f;
@@ -743,12 +778,70 @@ static void test_convbn_gradients(void) {
   cq_module_free(m);
 }
 
+/* Every allocation of fuse_modules_qat and prepare_qat may fail: the pass then reports CQ_ENOMEM
+ * and the model prints as before (and still prepares once memory is back). */
+static cq_module *small_model(void) {
+  cq_module *mods[6] = {0}, *m = NULL;
+  cq_conv_options o = cq_conv_defaults(2, 3, 3, 3);
+  cq_quant_stub(&mods[0]);
+  cq_conv2d(&mods[1], &o);
+  cq_batchnorm2d(&mods[2], 3);
+  cq_relu(&mods[3]);
+  cq_flatten(&mods[4], 1, -1);
+  cq_linear(&mods[5], 12, 4, 1);
+  if (sequential_of(&m, 6, mods) != CQ_OK) return NULL;
+  return m;
+}
+
+static void test_out_of_memory(void) {
+  cq_qconfig qc;
+  CHECK_OK(cq_get_default_qat_qconfig(CQ_BACKEND_FBGEMM, 1, &qc));
+  const char *group[3] = {"1", "2", "3"};
+  int fuse_ok = 0, prepare_ok = 0, unchanged = 1;
+  for (long fail = 0; fail < 400 && !(fuse_ok && prepare_ok); fail++) {
+    cq_module *m = small_model();
+    if (!m) break;
+    char *before = cq_module_repr_alloc(m);
+    cq_debug_fail_alloc_after(fail);
+    cq_status st = cq_fuse_modules_qat(m, 3, group);
+    cq_debug_fail_alloc_after(-1);
+    char *after = cq_module_repr_alloc(m);
+    if (st == CQ_OK) {
+      fuse_ok = 1;
+    } else if (st != CQ_ENOMEM || !before || !after || strcmp(before, after) != 0) {
+      unchanged = 0;
+    }
+    free(before);
+    free(after);
+    if (st == CQ_OK) {
+      cq_module_set_qconfig(m, &qc);
+      before = cq_module_repr_alloc(m);
+      cq_debug_fail_alloc_after(fail);
+      st = cq_prepare_qat(m);
+      cq_debug_fail_alloc_after(-1);
+      after = cq_module_repr_alloc(m);
+      if (st == CQ_OK) {
+        prepare_ok = 1;
+      } else if (st != CQ_ENOMEM || !before || !after || strcmp(before, after) != 0 ||
+                 cq_prepare_qat(m) != CQ_OK) {
+        unchanged = 0;
+      }
+      free(before);
+      free(after);
+    }
+    cq_module_free(m);
+  }
+  CHECK(fuse_ok && prepare_ok);
+  CHECK_MSG(unchanged, "a pass that ran out of memory changed the model");
+}
+
 int main(void) {
   golden_file g;
   if (golden_load(DIR "cases.txt", &g) != 0) return 1;
   test_misuse();
   test_bn_modules();
   test_convbn_gradients();
+  test_out_of_memory();
   int ran = 0;
   for (int i = 0; i < g.count; i++) {
     if (strncmp(g.cases[i].name, "model/", 6) != 0) continue;
@@ -758,7 +851,7 @@ int main(void) {
     check_failed += failed_before;
     ran++;
   }
-  CHECK(ran == 4);
+  CHECK(ran == 5);
   printf("test_qat: %d QAT runs, worst relative loss error %.3g, worst output difference %.3g "
          "LSB\n", ran, worst_loss, worst_lsb);
   golden_free(&g);

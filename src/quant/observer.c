@@ -7,6 +7,8 @@
 
 #include "core/alloc.h"
 #include "core/pyformat.h"
+#include "core/threadpool.h"
+#include "quant/observer_histogram.h"
 #include "quant/observer_impl.h"
 
 typedef struct kind_info {
@@ -318,7 +320,7 @@ int cq_observer_has_data(const cq_observer *obs) { return obs->has_data; }
  * any target (SSE2 on x86-64, NEON on AArch64). */
 typedef uint32_t cq_u32x4 __attribute__((vector_size(16)));
 
-static int all_finite(const float *x, int64_t n) {
+static int all_finite_range(const float *x, int64_t n) {
   const cq_u32x4 exp_mask = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u};
   const cq_u32x4 step = {0x00800000u, 0x00800000u, 0x00800000u, 0x00800000u};
   cq_u32x4 bad4 = {0, 0, 0, 0};
@@ -337,19 +339,63 @@ static int all_finite(const float *x, int64_t n) {
   return (bad & 0x80000000u) == 0;
 }
 
+/* Batches of at least two grains are scanned by the default thread pool, one contiguous part per
+ * thread (a memory-bound pass: each core then brings its share of the batch into its cache). */
+#define FINITE_SCAN_GRAIN 65536
+#define FINITE_SCAN_MAX_PARTS 64
+
+typedef struct finite_scan {
+  const float *x;
+  int64_t n;
+  int parts;
+  int ok[FINITE_SCAN_MAX_PARTS];
+} finite_scan;
+
+static void finite_scan_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  (void)thread;
+  finite_scan *job = ctx;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t b, e;
+    cq_partition(job->n, job->parts, (int)t, &b, &e);
+    job->ok[t] = all_finite_range(job->x + b, e - b);
+  }
+}
+
+static int all_finite(const float *x, int64_t n) {
+  cq_threadpool *tp = cq_default_threadpool();
+  int64_t parts = n / FINITE_SCAN_GRAIN;
+  if (parts > cq_threadpool_threads(tp)) parts = cq_threadpool_threads(tp);
+  if (parts > FINITE_SCAN_MAX_PARTS) parts = FINITE_SCAN_MAX_PARTS;
+  if (parts <= 1) return all_finite_range(x, n);
+  finite_scan job = {.x = x, .n = n, .parts = (int)parts};
+  cq_parallel_for(tp, parts, (int)parts, finite_scan_part, &job);
+  for (int t = 0; t < job.parts; t++) {
+    if (!job.ok[t]) return 0;
+  }
+  return 1;
+}
+
+cq_status cq_observer_nonfinite_error(const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (!isfinite(x[i])) {
+      return cq_fail(CQ_EVALUE, "element %lld is %s; observers need finite values", (long long)i,
+                     isnan(x[i]) ? "NaN" : (x[i] > 0 ? "+Inf" : "-Inf"));
+    }
+  }
+  return CQ_OK;
+}
+
 cq_status cq_observer_update(cq_observer *obs, const float *x, int ndim, const int64_t *shape) {
   int64_t n;
   cq_status st = cq_shape_numel(ndim, shape, sizeof(float), &n);
   if (st != CQ_OK) return st;
   if (n == 0 || !obs->vt->update) return CQ_OK; /* empty batches are ignored, as in PyTorch */
   if (!x) return cq_fail(CQ_EINVAL, "batch data is NULL");
-  if (!all_finite(x, n)) {
-    for (int64_t i = 0; i < n; i++) {
-      if (!isfinite(x[i])) {
-        return cq_fail(CQ_EVALUE, "element %lld is %s; observers need finite values", (long long)i,
-                       isnan(x[i]) ? "NaN" : (x[i] > 0 ? "+Inf" : "-Inf"));
-      }
-    }
+  /* The histogram observer looks for NaN and Inf in its own first pass over the batch (its
+   * torch.aminmax scan), before it changes anything, and reports them with
+   * cq_observer_nonfinite_error; every other kind gets the batch only once it passed this scan. */
+  if (obs->vt != &cq_histogram_observer_vtable && !all_finite(x, n)) {
+    return cq_observer_nonfinite_error(x, n);
   }
   st = obs->vt->update(obs, x, ndim, shape, n);
   if (st == CQ_OK) obs->has_data = 1;

@@ -25,4 +25,17 @@ cq_status cq_histogram_observer_search(const cq_observer *obs, float *new_min, f
  * float32 rounding matches bit for bit. n >= 0. */
 float cq_torch_sum_f32(const float *x, int64_t n);
 
+/* The fewest elements of a batch that forward() gives each thread of the default pool
+ * (cq_set_num_threads): a batch of n elements is split among min(threads, n / grain, 64) threads.
+ * 0 restores the automatic grain, max(32768, 8 * bins); tests pass a small one so that short
+ * batches are split too. The results are the same for any grain and thread count. Returns the
+ * previous setting. Not thread-safe: set it while no observer is running. */
+int64_t cq_histogram_observer_set_grain(int64_t elements);
+
+/* Defined in observer.c: CQ_EVALUE "element I is NaN|+Inf|-Inf; observers need finite values" for
+ * the first non-finite element of x[0..n), CQ_OK if there is none. The histogram observer, which
+ * looks for them in its own first pass, reports them with it as cq_observer_update does for the
+ * other kinds. */
+cq_status cq_observer_nonfinite_error(const float *x, int64_t n);
+
 #endif

@@ -26,5 +26,6 @@ int json_emit(cq_strbuf *sb);
 
 int cmd_observe(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

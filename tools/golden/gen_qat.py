@@ -18,7 +18,8 @@ Two groups of cases (see the key list at the end of this docstring):
   get_default_qat_qconfig('fbgemm'); "convbn" a Conv-BN-ReLU / Conv-BN / Conv-ReLU / Linear-BN /
   Linear-ReLU / Linear classifier fused with fuse_modules_qat and trained with
   get_default_qat_qconfig('qnnpack'), BN statistics frozen after step 4 and observers disabled after
-  step 6; "learnable" a Linear-ReLU / Linear model with _LearnableFakeQuantize activations and
+  step 6; "convbn1d" the 1-D ConvBn / ConvBnReLU modules beside a Conv1d that has no QAT
+  version (get_default_qat_qconfig('fbgemm')); "learnable" a Linear-ReLU / Linear model with _LearnableFakeQuantize activations and
   weights, static estimates for 3 steps then parameter learning. Initial weights come from
   tools/export_safetensors.py (the float model's state dict before fusion); inputs and targets are
   uint8 .npy files read as value / 256. Every step's loss, the trees printed after prepare_qat,
@@ -493,6 +494,45 @@ def convbn_case(w, rng):
     w.case(name, entries)
 
 
+def convbn1d_case(w, rng):
+    """Conv1d-BN1d-ReLU and Conv1d-BN1d (nniqat.ConvBnReLU1d / ConvBn1d), then a Conv1d, which has
+    no QAT module: it keeps float weights and gets an output fake-quant, and convert quantizes it
+    like a post-training module with a fresh qconfig.weight(). (Not fused with the ReLU after it:
+    a prepared nni.ConvReLU1d, an nn.Sequential, runs its activation_post_process twice per
+    forward, once as its last element and once as the hook.)"""
+    name = "model/convbn1d"
+    torch.manual_seed(7)
+    m = nn.Sequential(tq.QuantStub(),
+                      nn.Conv1d(3, 6, 3), nn.BatchNorm1d(6), nn.ReLU(),  # 1-3
+                      nn.Conv1d(6, 6, 3, padding=1, bias=False), nn.BatchNorm1d(6),  # 4-5
+                      nn.Conv1d(6, 4, 1), nn.ReLU(),  # 6-7
+                      tq.DeQuantStub())
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm1d):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    init = save_init(w, "convbn1d_init", m)
+    steps = 6
+    data = make_data(w, rng, "convbn1d", steps, (4, 3, 12), (4, 4, 10))
+    m.train()
+    tq.fuse_modules_qat(m, ['1', '2', '3'], inplace=True)
+    tq.fuse_modules_qat(m, ['4', '5'], inplace=True)
+    m.qconfig = tq.get_default_qat_qconfig("fbgemm")
+    tq.prepare_qat(m, inplace=True)
+    entries = [("init", init), ("steps", str(steps))] + data["entries"]
+    entries.append(("repr_prepared", escape(repr(m))))
+    entries += train_and_record(w, name, m, data, steps, 0.1)
+    m.eval()
+    entries.append(("repr_trained", escape(repr(m))))
+    entries += fake_quant_states(m)
+    entries += bn_states(m)
+    test_x = u8(rng, (2, 3, 12))
+    entries.append(("test_x", w.npy("convbn1d_test_x", test_x)))
+    entries += record_convert(w, name, m, test_x)
+    w.case(name, entries)
+
+
 def learnable_case(w, rng):
     name = "model/learnable"
     torch.manual_seed(5)
@@ -547,6 +587,7 @@ def main():
     seed_case(w, "model/seed_qat_qconfig", tq.get_default_qat_qconfig("fbgemm"), init, data,
               test_x, test_entry)
     convbn_case(w, rng)
+    convbn1d_case(w, rng)
     learnable_case(w, rng)
     w.write()
     total = sum(os.path.getsize(os.path.join(w.out, f)) for f in os.listdir(w.out))

@@ -18,19 +18,19 @@
 
 /* ---- float fused containers -------------------------------------------------------------------- */
 
+/* nn.Sequential.forward: every child in registration order. Like PyTorch's, this includes an
+ * "activation_post_process" child that prepare attached, which the module core then applies again
+ * to the output (PyTorch's forward hook): a prepared nni fused module observes its output twice
+ * per forward in PyTorch 1.13, and so does this one. */
 static cq_status seq_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
                              cq_tensor **out) {
   (void)nin;
   (void)nout;
-  static const char *const names[3] = {"0", "1", "2"};
   cq_tensor *x = in[0];
-  int steps = cq_module_find(m, "2") ? 3 : 2;
-  for (int i = 0; i < steps; i++) {
-    cq_module *c = cq_module_find(m, names[i]);
-    if (!c) return cq_module_fail(m, CQ_ESTATE, "child (%s) is missing", names[i]);
+  for (int i = 0; i < m->nchildren; i++) {
     cq_tensor *y = NULL;
-    cq_status st = cq_module_forward1(c, ctx, x, &y);
-    if (st != CQ_OK) return cq_fail_context(st, "%s child (%s)", m->type->name, names[i]);
+    cq_status st = cq_module_forward1(m->children[i], ctx, x, &y);
+    if (st != CQ_OK) return cq_fail_context(st, "%s child (%s)", m->type->name, m->child_names[i]);
     x = y;
   }
   out[0] = x;

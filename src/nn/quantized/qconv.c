@@ -3,26 +3,31 @@
  *
  * Conv1d runs as a 2-D convolution of height 1. For every output position the integer accumulator
  * is  acc[o] = sum over the window of (x - zx) * (w[o] - zw[o]), padding contributing 0 (PyTorch's
- * engines pad with the input zero point). Two ways to compute it, identical in result:
- *   groups == 1  im2col into a uint8 [Ho*Wo, C*kh*kw] matrix (padding filled with zx) and the
- *                int8 GEMM of kernels/gemm/qgemm.h with the weight packed once at construction;
- *   groups > 1   a direct reference loop over each group's window (qgemm takes one weight matrix
- *                per call, and depthwise windows are far shorter than its K blocking), then the
- *                requantization kernel of kernels/requant with the same engine rule.
- * The GEMM produces channels-last rows; they are transposed into cquant's NCHW layout.
+ * engines pad with the input zero point); the kernels of kernels/conv/qconv.h compute it (the
+ * weight is packed once at construction) and requantize with the engine's rule, bit-identically on
+ * every ISA and thread count. Activations stay in cquant's NCHW layout: the kernels read NCHW
+ * directly (depthwise) or convert the image to a padded NHWC copy once per call, and write NCHW.
+ *
+ * The operator binding the packed weight to the input's qparams (requantization constants, zero
+ * point terms) is cached per (ISA, input scale, input zero point), a few entries under a mutex, so
+ * repeated calls with the same input quantization skip it; the module stays usable from several
+ * threads at once. Work runs on the default thread pool (cq_set_num_threads).
  *
  * Buffers: "weight" (int8 [O, C/groups, (kh,) kw] with the weight qparams attached) and "bias"
  * (float32 [O], when there is one). */
+#include <pthread.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/pyformat.h"
-#include "kernels/gemm/qgemm.h"
+#include "kernels/conv/qconv.h"
 #include "nn/im2col.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qmodules.h"
 #include "nn/quantized/qops.h"
 #include "nn/quantized/qstatic_impl.h"
+
+#define QCONV_CACHED_OPS 4
 
 typedef struct qconv_impl {
   int dims;
@@ -43,13 +48,25 @@ typedef struct qconv_impl {
   float *w_scale;  /* O entries if per_channel else 1 */
   int32_t *w_zp;   /* O entries (a per-tensor zero point repeated) */
   float *bias;     /* O entries or NULL */
-  cq_qgemm_packed *packed; /* groups == 1 */
+  cq_qconv_packed *packed;
+  /* bound operators, by (isa, input scale bits, input zero point) */
+  pthread_mutex_t lock;
+  int lock_ready;
+  int n_ops;
+  struct {
+    cq_isa isa;
+    uint32_t x_scale_bits;
+    int32_t x_zp;
+    cq_qconv_op *op;
+  } ops[QCONV_CACHED_OPS];
 } qconv_impl;
 
 static void qconv_destroy(void *ptr) {
   qconv_impl *p = ptr;
   if (!p) return;
-  cq_qgemm_packed_destroy(p->packed);
+  for (int i = 0; i < p->n_ops; i++) cq_qconv_destroy(p->ops[i].op);
+  if (p->lock_ready) pthread_mutex_destroy(&p->lock);
+  cq_qconv_packed_destroy(p->packed);
   cq_free(p->w);
   cq_free(p->w_scale);
   cq_free(p->w_zp);
@@ -103,67 +120,45 @@ static cq_status qconv_plan(const cq_module *m, const cq_tensor *x, conv_shape *
   return CQ_OK;
 }
 
-/* Row (oh, ow) of the uint8 column matrix of channels [c0, c0 + cg): columns in the weight's
- * (c, i, j) order, positions in the padding filled with the input zero point. */
-static void im2col_u8(const qconv_impl *p, const conv_shape *s, const uint8_t *image, int64_t c0,
-                      int64_t cg, uint8_t zx, uint8_t *col) {
-  const int64_t kh = p->k2[0], kw = p->k2[1];
-  for (int64_t oh = 0; oh < s->out_h; oh++) {
-    for (int64_t ow = 0; ow < s->out_w; ow++) {
-      uint8_t *row = col + (oh * s->out_w + ow) * cg * kh * kw;
-      for (int64_t c = 0; c < cg; c++) {
-        const uint8_t *plane = image + (c0 + c) * s->height * s->width;
-        for (int64_t i = 0; i < kh; i++) {
-          const int64_t ih = oh * p->s2[0] - p->p2[0] + i * p->d2[0];
-          for (int64_t j = 0; j < kw; j++) {
-            const int64_t iw = ow * p->s2[1] - p->p2[1] + j * p->d2[1];
-            const int inside = ih >= 0 && ih < s->height && iw >= 0 && iw < s->width;
-            *row++ = inside ? plane[ih * s->width + iw] : zx;
-          }
-        }
-      }
+/* The operator for this input quantization and ISA: from the cache, or created (and cached while
+ * there is room; otherwise *temporary is set and the caller destroys it). */
+static cq_status bound_op(qconv_impl *p, cq_isa isa, float x_scale, int32_t x_zp,
+                          cq_qconv_op **op, int *temporary) {
+  uint32_t bits;
+  memcpy(&bits, &x_scale, sizeof bits);
+  *op = NULL;
+  *temporary = 0;
+  pthread_mutex_lock(&p->lock);
+  for (int i = 0; i < p->n_ops; i++) {
+    if (p->ops[i].isa == isa && p->ops[i].x_scale_bits == bits && p->ops[i].x_zp == x_zp) {
+      *op = p->ops[i].op;
+      pthread_mutex_unlock(&p->lock);
+      return CQ_OK;
     }
   }
-}
-
-/* The reference accumulation of a grouped convolution for one image: acc [positions, O]. */
-static void grouped_acc(const qconv_impl *p, const conv_shape *s, const uint8_t *image,
-                        int32_t zx, int32_t *acc) {
-  const int64_t og = p->out_channels / p->groups, cg = p->in_channels / p->groups;
-  const int64_t kh = p->k2[0], kw = p->k2[1];
-  for (int64_t oh = 0; oh < s->out_h; oh++) {
-    for (int64_t ow = 0; ow < s->out_w; ow++) {
-      int32_t *a = acc + (oh * s->out_w + ow) * p->out_channels;
-      for (int64_t o = 0; o < p->out_channels; o++) {
-        const int64_t c0 = (o / og) * cg;
-        const int8_t *w = p->w + o * p->k_group;
-        const int32_t zw = p->w_zp[o];
-        uint32_t sum = 0; /* wraps like PyTorch's int32 accumulators */
-        for (int64_t c = 0; c < cg; c++) {
-          const uint8_t *plane = image + (c0 + c) * s->height * s->width;
-          for (int64_t i = 0; i < kh; i++) {
-            const int64_t ih = oh * p->s2[0] - p->p2[0] + i * p->d2[0];
-            if (ih < 0 || ih >= s->height) continue;
-            for (int64_t j = 0; j < kw; j++) {
-              const int64_t iw = ow * p->s2[1] - p->p2[1] + j * p->d2[1];
-              if (iw < 0 || iw >= s->width) continue;
-              const int32_t xv = (int32_t)plane[ih * s->width + iw] - zx;
-              const int32_t wv = (int32_t)w[(c * kh + i) * kw + j] - zw;
-              sum += (uint32_t)(xv * wv);
-            }
-          }
-        }
-        a[o] = (int32_t)sum;
-      }
+  cq_qgemm_quant q = {.x_scale = x_scale, .x_zp = x_zp, .y_scale = p->y_scale, .y_zp = p->y_zp,
+                      .relu = p->relu, .rule = p->rule};
+  cq_status st = cq_qconv_create_isa(p->packed, &q, isa, op);
+  if (st == CQ_OK) {
+    if (p->n_ops < QCONV_CACHED_OPS) {
+      p->ops[p->n_ops].isa = isa;
+      p->ops[p->n_ops].x_scale_bits = bits;
+      p->ops[p->n_ops].x_zp = x_zp;
+      p->ops[p->n_ops].op = *op;
+      p->n_ops++;
+    } else {
+      *temporary = 1;
     }
   }
+  pthread_mutex_unlock(&p->lock);
+  return st;
 }
 
 static cq_status qconv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in,
                                int nout, cq_tensor **out) {
   (void)nin;
   (void)nout;
-  const qconv_impl *p = m->impl;
+  qconv_impl *p = m->impl;
   const cq_tensor *x = in[0];
   conv_shape s = {0, 0, 0, 0, 0};
   cq_status st = qconv_plan(m, x, &s);
@@ -177,70 +172,28 @@ static cq_status qconv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
   cq_tensor *y;
   st = cq_qact_new(ctx, CQ_QUINT8, nd, shape, p->y_scale, p->y_zp, &y);
   if (st != CQ_OK) return st;
-  const int64_t positions = s.out_h * s.out_w, in_image = p->in_channels * s.height * s.width;
-  const float x_scale = x->qparams->scale[0];
-  const int32_t x_zp = x->qparams->zero_point[0];
   if (s.batch == 0) {
     out[0] = y;
     return CQ_OK;
   }
-  uint8_t *rows = cq_malloc_for((size_t)(positions * p->out_channels), "convolution output rows");
-  uint8_t *col = NULL;
-  int32_t *acc = NULL;
-  cq_qgemm_op *op = NULL;
-  cq_requant_params rq;
-  memset(&rq, 0, sizeof rq);
-  if (!rows) {
-    st = CQ_ENOMEM;
-    goto done;
+  cq_isa isa;
+  st = cq_isa_active(&isa);
+  if (st != CQ_OK) return cq_fail_context(st, "%s", m->type->name);
+  cq_qconv_op *op = NULL;
+  int temporary = 0;
+  st = bound_op(p, isa, x->qparams->scale[0], x->qparams->zero_point[0], &op, &temporary);
+  void *ws = NULL;
+  if (st == CQ_OK) {
+    cq_threadpool *tp = cq_default_threadpool();
+    const size_t bytes = cq_qconv_workspace_size(op, s.height, s.width,
+                                                 cq_threadpool_threads(tp));
+    ws = cq_malloc_for(bytes, "convolution workspace");
+    st = ws ? cq_qconv_run(op, x->data, CQ_CONV_NCHW, s.batch, s.height, s.width, y->data,
+                           CQ_CONV_NCHW, ws, bytes, tp)
+            : CQ_ENOMEM;
   }
-  if (p->groups == 1) {
-    col = cq_malloc_for((size_t)(positions * p->k_group), "convolution columns");
-    if (!col) {
-      st = CQ_ENOMEM;
-      goto done;
-    }
-    cq_qgemm_quant q = {.x_scale = x_scale, .x_zp = x_zp, .y_scale = p->y_scale,
-                        .y_zp = p->y_zp, .relu = p->relu, .rule = p->rule};
-    st = cq_qgemm_create(p->packed, &q, &op);
-  } else {
-    acc = cq_malloc_for(sizeof(int32_t) * (size_t)(positions * p->out_channels),
-                        "convolution accumulators");
-    if (!acc) {
-      st = CQ_ENOMEM;
-      goto done;
-    }
-    st = cq_requant_params_create(p->out_channels, &rq);
-    if (st == CQ_OK) {
-      st = cq_requant_params_set_static(&rq, p->rule, x_scale, p->w_scale, p->per_channel,
-                                        p->bias, p->y_scale, p->y_zp, p->relu);
-    }
-  }
-  if (st != CQ_OK) goto done;
-  const uint8_t *xd = x->data;
-  uint8_t *yd = y->data;
-  for (int64_t n = 0; n < s.batch; n++) {
-    const uint8_t *image = xd + n * in_image;
-    if (p->groups == 1) {
-      im2col_u8(p, &s, image, 0, p->in_channels, (uint8_t)x_zp, col);
-      st = cq_qgemm_run(op, col, positions, p->k_group, rows, p->out_channels, NULL);
-      if (st != CQ_OK) goto done;
-    } else {
-      grouped_acc(p, &s, image, x_zp, acc);
-      cq_requant__scalar((size_t)positions, (size_t)p->out_channels, acc,
-                         (size_t)p->out_channels, &rq, 0, rows, (size_t)p->out_channels);
-    }
-    uint8_t *dst = yd + n * p->out_channels * positions;
-    for (int64_t q = 0; q < positions; q++) {
-      for (int64_t o = 0; o < p->out_channels; o++) dst[o * positions + q] = rows[q * p->out_channels + o];
-    }
-  }
-done:
-  cq_qgemm_destroy(op);
-  cq_requant_params_release(&rq);
-  cq_free(rows);
-  cq_free(col);
-  cq_free(acc);
+  cq_free(ws);
+  if (temporary) cq_qconv_destroy(op);
   if (st != CQ_OK) return cq_fail_context(st, "%s", m->type->name);
   out[0] = y;
   return CQ_OK;
@@ -364,14 +317,16 @@ static cq_status fill_impl(qconv_impl *p, const cq_conv_options *o, int dims, co
   for (int64_t c = 0; c < O; c++) p->w_zp[c] = wq->zero_point[p->per_channel ? c : 0];
   if (bias) memcpy(p->bias, bias, sizeof(float) * (size_t)O);
   p->has_bias = bias != NULL;
-  if (o->groups == 1) {
-    cq_status st = cq_qgemm_pack(p->w, O, p->k_group, p->w_scale, p->w_zp, p->per_channel,
-                                 p->bias, &p->packed);
-    if (st != CQ_OK) return st;
-  } else {
-    cq_status st = cq_requant_check_weights(O, p->w_scale, p->per_channel, p->bias);
-    if (st != CQ_OK) return st;
+  const cq_conv_geom g = {.in_channels = o->in_channels, .out_channels = O, .groups = o->groups,
+                          .kernel = {p->k2[0], p->k2[1]}, .stride = {p->s2[0], p->s2[1]},
+                          .padding = {p->p2[0], p->p2[1]}, .dilation = {p->d2[0], p->d2[1]}};
+  cq_status st = cq_qconv_pack(&g, p->w, p->w_scale, p->w_zp, p->per_channel, p->bias,
+                               &p->packed);
+  if (st != CQ_OK) return st;
+  if (pthread_mutex_init(&p->lock, NULL) != 0) {
+    return cq_fail(CQ_ENOMEM, "cannot initialise the convolution's operator cache lock");
   }
+  p->lock_ready = 1;
   return CQ_OK;
 }
 

@@ -1,0 +1,529 @@
+/* Quantized convolution operators: path selection, per-channel constants, workspace layout and
+ * work partitioning over threads (see qconv.h). */
+#include "kernels/conv/qconv.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+/* Below this many multiply-adds per image the work stays on the calling thread. */
+#define CQ_CONV_MIN_PARALLEL_MACS ((int64_t)1 << 18)
+/* Bytes of im2col rows a thread builds before running the GEMM on them. */
+#define CQ_CONV_COL_BYTES 65536
+/* Readable bytes after an NHWC image or a depthwise plane (kernels read whole vectors). */
+#define CQ_CONV_SLACK 256
+
+typedef enum conv_path {
+  PATH_DW_VNNI,
+  PATH_DW_SCALAR,
+  PATH_IMPLICIT,
+  PATH_IM2COL_FAST,  /* im2col + the VNNI/AMX conv GEMM kernel */
+  PATH_IM2COL_QGEMM, /* im2col + a qgemm block kernel (staging rows, then the store) */
+  PATH_ZROWS         /* small C: implicit GEMM on the kernel-row-interleaved image */
+} conv_path;
+
+struct cq_qconv_op {
+  const cq_qconv_packed *p;
+  cq_isa isa;
+  conv_path path;
+  int32_t x_zp;
+  cq_requant_params rq;  /* all O channels, as cq_requant_params_set_static fills them */
+  int64_t og_pad;        /* channels per group rounded up to 16: stride of the arrays below */
+  int32_t *init;         /* fast paths: the accumulators' start */
+  int32_t *offset;       /* qgemm path: K * zx * zw - zx * colsum */
+  int32_t *ibias;
+  float *scale, *fbias, *mult, *obias;
+  cq_requant_params *grq; /* qgemm path: per-group views of the arrays above */
+  cq_conv_out out;       /* the output stage without destination */
+  cq_gemm_block_fn block;
+  cq_conv_gemm_fn gemm;
+};
+
+static const char *const path_names[] = {"depthwise", "depthwise", "implicit", "im2col", "im2col",
+                                         "implicit"};
+
+const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->path]; }
+cq_isa cq_qconv_isa(const cq_qconv_op *op) { return op->isa; }
+
+void cq_qconv_destroy(cq_qconv_op *op) {
+  if (!op) return;
+  cq_requant_params_release(&op->rq);
+  cq_free(op->init);
+  cq_free(op->offset);
+  cq_free(op->ibias);
+  cq_free(op->scale);
+  cq_free(op->fbias);
+  cq_free(op->mult);
+  cq_free(op->obias);
+  cq_free(op->grq);
+  cq_free(op);
+}
+
+static conv_path choose_path(const cq_qconv_packed *p, cq_isa isa) {
+  const int fast = isa >= CQ_ISA_AVX512VNNI;
+  if (p->depthwise) {
+    const int64_t sw = p->g.stride[1];
+    return fast && (sw == 1 || sw == 2 || sw == 4) ? PATH_DW_VNNI : PATH_DW_SCALAR;
+  }
+  if (!fast || p->has_w_zp) return PATH_IM2COL_QGEMM;
+  if (p->rowseg && p->g.stride[0] == 1 && p->g.stride[1] == 1) return PATH_IMPLICIT;
+  if (p->zrows) return PATH_ZROWS;
+  return PATH_IM2COL_FAST;
+}
+
+/* Whether the float output stage can reach 2^30 in magnitude for some int32 accumulator; if not,
+ * converting without the upper clamp gives the same bytes (see avx512-inl.h). */
+static int float_stage_may_overflow(const cq_requant_params *rq) {
+  for (int64_t c = 0; c < rq->channels; c++) {
+    const double bound = (2147483648.0 * (double)rq->scale[c] + fabs((double)rq->fbias[c])) *
+                         (double)rq->mult[c] * (1.0 + 1e-5);
+    if (!(bound < 1073741824.0)) return 1;
+  }
+  return 0;
+}
+
+static cq_status fill_channels(cq_qconv_op *op) {
+  const cq_qconv_packed *p = op->p;
+  const int64_t G = p->g.groups, og = p->og, op_pad = op->og_pad, n = G * op_pad;
+  const uint32_t zx = (uint32_t)op->x_zp, taps_zx = (uint32_t)(p->taps * p->cg) * zx;
+  const uint32_t kzx = (uint32_t)p->k_packed * zx;
+  op->init = cq_calloc_for((size_t)n, sizeof(int32_t), "convolution constants");
+  op->offset = cq_calloc_for((size_t)n, sizeof(int32_t), "convolution constants");
+  op->ibias = cq_calloc_for((size_t)n, sizeof(int32_t), "convolution constants");
+  op->scale = cq_calloc_for((size_t)n, sizeof(float), "convolution constants");
+  op->fbias = cq_calloc_for((size_t)n, sizeof(float), "convolution constants");
+  op->mult = cq_calloc_for((size_t)n, sizeof(float), "convolution constants");
+  op->obias = cq_calloc_for((size_t)n, sizeof(float), "convolution constants");
+  op->grq = cq_calloc_for((size_t)G, sizeof *op->grq, "convolution constants");
+  if (!op->init || !op->offset || !op->ibias || !op->scale || !op->fbias || !op->mult ||
+      !op->obias || !op->grq) {
+    return CQ_ENOMEM;
+  }
+  for (int64_t g = 0; g < G; g++) {
+    for (int64_t c = 0; c < op_pad; c++) {
+      const int64_t i = g * op_pad + c, o = g * og + c;
+      if (c >= og) { /* neutral padding, never stored */
+        op->scale[i] = op->mult[i] = 1.0f;
+        continue;
+      }
+      const uint32_t zw = (uint32_t)p->w_zp[o], sum = (uint32_t)p->w_sum[o];
+      const uint32_t ib = op->rq.kind == CQ_OUT_U8_INT ? (uint32_t)op->rq.ibias[o] : 0u;
+      /* full windows (padding holds zx): sum (x-zx)(w-zw) = sum x*w - zw sum x - zx sum w + T zx zw */
+      op->init[i] = (int32_t)(taps_zx * zw - zx * sum + ib);
+      op->offset[i] = (int32_t)(kzx * zw - zx * sum);
+      op->ibias[i] = op->rq.ibias[o];
+      op->scale[i] = op->rq.scale[o];
+      op->fbias[i] = op->rq.fbias[o];
+      op->mult[i] = op->rq.mult[o];
+      op->obias[i] = op->rq.obias[o];
+    }
+    cq_requant_params *v = &op->grq[g];
+    *v = op->rq;
+    v->mem = NULL;
+    v->channels = og;
+    v->padded = op_pad;
+    v->ibias = op->ibias + g * op_pad;
+    v->scale = op->scale + g * op_pad;
+    v->fbias = op->fbias + g * op_pad;
+    v->mult = op->mult + g * op_pad;
+    v->obias = op->obias + g * op_pad;
+  }
+  return CQ_OK;
+}
+
+cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_isa isa,
+                              cq_qconv_op **out) {
+  if (!out) return cq_fail(CQ_EINVAL, "qconv create: output pointer is NULL");
+  *out = NULL;
+  if (!p || !q) return cq_fail(CQ_EINVAL, "qconv create: weights or quantization are NULL");
+  if ((unsigned)isa >= CQ_ISA_COUNT) return cq_fail(CQ_EINVAL, "unknown ISA %d", (int)isa);
+  if (!cq_isa_supported(isa)) {
+    return cq_fail(CQ_EUNSUPPORTED, "ISA %s cannot run here: %s", cq_isa_name(isa),
+                   cq_isa_missing_reason(isa));
+  }
+  if (q->x_zp < 0 || q->x_zp > 255) {
+    return cq_fail(CQ_EINVAL, "input zero point %d is outside quint8's [0, 255]", (int)q->x_zp);
+  }
+  cq_qconv_op *op = cq_calloc_for(1, sizeof *op, "convolution operator");
+  if (!op) return CQ_ENOMEM;
+  op->p = p;
+  op->isa = isa;
+  op->x_zp = q->x_zp;
+  op->path = choose_path(p, isa);
+  op->og_pad = (p->og + 15) / 16 * 16;
+  cq_status st = cq_requant_params_create(p->g.out_channels, &op->rq);
+  if (st == CQ_OK) {
+    st = cq_requant_params_set_static(&op->rq, q->rule, q->x_scale, p->w_scale, p->per_channel,
+                                      p->bias, q->y_scale, q->y_zp, q->relu);
+  }
+  if (st == CQ_OK) st = fill_channels(op);
+  if (st != CQ_OK) goto fail;
+  op->out = (cq_conv_out){.kind = op->rq.kind,
+                          .y_zp = op->rq.y_zp,
+                          .y_min = op->rq.y_min,
+                          .hi_f = (float)(op->rq.y_max - op->rq.y_zp),
+                          .need_min = op->rq.kind == CQ_OUT_U8_FLOAT &&
+                                      float_stage_may_overflow(&op->rq)};
+  switch (isa) {
+    case CQ_ISA_AMX:
+      op->block = cq_u8s8_gemm_block__amx;
+      op->gemm = cq_u8s8_conv_gemm__amx;
+      break;
+    case CQ_ISA_AVX512VNNI:
+      op->block = cq_u8s8_gemm_block__avx512vnni;
+      op->gemm = cq_u8s8_conv_gemm__avx512vnni;
+      break;
+    case CQ_ISA_AVX2:
+      op->block = cq_u8s8_gemm_block__avx2;
+      break;
+    default:
+      op->block = cq_u8s8_gemm_block__scalar;
+      break;
+  }
+  *out = op;
+  return CQ_OK;
+fail:
+  cq_qconv_destroy(op);
+  return st;
+}
+
+cq_status cq_qconv_create(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_qconv_op **out) {
+  cq_isa isa;
+  cq_status st = cq_isa_active(&isa);
+  if (st != CQ_OK) {
+    if (out) *out = NULL;
+    return st;
+  }
+  return cq_qconv_create_isa(p, q, isa, out);
+}
+
+/* ---- workspace ------------------------------------------------------------------------------ */
+
+typedef struct conv_dims {
+  int64_t h, w, ho, wo, hp, wp;
+  int64_t mv;          /* GEMM rows of one image (virtual positions for the implicit path) */
+  int64_t wpp;         /* depthwise plane row stride */
+  int dw_flat;         /* depthwise VNNI: output rows on the padded width (cq_conv_dw.flat) */
+  size_t plane_bytes, flat_bytes;
+  int64_t col_rows;    /* im2col rows per chunk */
+  size_t img_bytes;    /* shared NHWC image (GEMM paths) */
+  size_t aoff_bytes;   /* shared K-step offsets */
+  size_t thread_bytes; /* per thread */
+  size_t col_bytes, stage_bytes;
+} conv_dims;
+
+static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, conv_dims *d) {
+  const cq_qconv_packed *p = op->p;
+  const cq_conv_geom *g = &p->g;
+  memset(d, 0, sizeof *d);
+  d->h = h;
+  d->w = w;
+  d->ho = cq_qconv_out_size(h, g->kernel[0], g->stride[0], g->padding[0], g->dilation[0]);
+  d->wo = cq_qconv_out_size(w, g->kernel[1], g->stride[1], g->padding[1], g->dilation[1]);
+  d->hp = h + 2 * g->padding[0];
+  d->wp = w + 2 * g->padding[1];
+  const int64_t C = g->in_channels, O = g->out_channels;
+  if (op->path == PATH_DW_VNNI || op->path == PATH_DW_SCALAR) {
+    const int64_t sw = g->stride[1];
+    d->wpp = (d->wp + sw - 1) / sw * sw;
+    d->plane_bytes = align64((size_t)(d->hp * d->wpp) + CQ_CONV_SLACK + 4 * (size_t)p->dw_groups);
+    if (op->path == PATH_DW_VNNI && g->stride[0] == 1 && d->ho > 0 && d->wo > 0) {
+      /* flat rows when they save a tenth of the vectors (16 * 4 / sw positions each) */
+      const int64_t step = 64 / sw, wv = d->wpp / sw;
+      const int64_t flat = ((d->ho - 1) * wv + d->wo + step - 1) / step;
+      const int64_t rows = d->ho * ((d->wo + step - 1) / step);
+      d->dw_flat = flat * 10 < rows * 9;
+      if (d->dw_flat) d->flat_bytes = align64((size_t)(d->ho * wv) + 2 * 64);
+    }
+    if (op->path == PATH_DW_VNNI && !d->dw_flat) {
+      /* rows processed one by one: 64-byte aligned rows make the plane copy cheaper */
+      d->wpp = (d->wp + 63) / 64 * 64;
+      d->plane_bytes = align64((size_t)(d->hp * d->wpp) + CQ_CONV_SLACK +
+                               4 * (size_t)p->dw_groups);
+    }
+    /* + NHWC output staging */
+    d->thread_bytes = d->plane_bytes + d->flat_bytes + align64((size_t)(d->ho * d->wo));
+    return;
+  }
+  d->aoff_bytes = align64(sizeof(int64_t) * (size_t)(g->groups * p->ksteps));
+  if (op->path == PATH_ZROWS) {
+    const int64_t px = g->kernel[0] * C; /* bytes per pixel of the interleaved image */
+    d->img_bytes = align64((size_t)((d->ho * d->wp + 32) * px) + CQ_CONV_SLACK);
+    d->mv = (d->ho - 1) * d->wp + d->wo;
+    return;
+  }
+  d->img_bytes = align64((size_t)((d->hp * d->wp + 32) * C) + CQ_CONV_SLACK);
+  if (op->path == PATH_IMPLICIT) {
+    d->mv = (d->ho - 1) * d->wp + d->wo;
+    return;
+  }
+  d->mv = d->ho * d->wo;
+  int64_t rows = (CQ_CONV_COL_BYTES / p->k_packed + 31) / 32 * 32;
+  rows = rows < 32 ? 32 : rows > 512 ? 512 : rows;
+  d->col_rows = rows;
+  d->col_bytes = align64((size_t)(rows * p->k_packed) + CQ_CONV_SLACK);
+  d->stage_bytes = op->path == PATH_IM2COL_QGEMM ? align64((size_t)(rows * O)) : 0;
+  d->thread_bytes = d->col_bytes + d->stage_bytes;
+}
+
+size_t cq_qconv_workspace_size(const cq_qconv_op *op, int64_t h, int64_t w, int threads) {
+  if (!op || h < 1 || w < 1) return 0;
+  conv_dims d;
+  plan_dims(op, h, w, &d);
+  if (d.ho < 1 || d.wo < 1) return 0;
+  if (threads < 1) threads = 1;
+  return 64 + d.img_bytes + d.aoff_bytes + (size_t)threads * d.thread_bytes;
+}
+
+/* ---- run ------------------------------------------------------------------------------------ */
+
+typedef struct conv_job {
+  const cq_qconv_op *op;
+  const conv_dims *d;
+  const uint8_t *x;    /* this image */
+  uint8_t *y;          /* this image */
+  int x_nchw, y_nchw;
+  cq_conv_image im;    /* the padded NHWC image (GEMM paths) */
+  const int64_t *aoff; /* groups * ksteps */
+  const uint8_t *a;    /* implicit paths: row 0 of the GEMM's activations */
+  size_t lda;
+  uint8_t *threads_mem;
+  int64_t units;       /* items the parallel loop splits */
+} conv_job;
+
+static void zrows_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  (void)thread;
+  cq_conv_zrows__avx512vnni(&j->im, &j->op->p->g, begin, end, j->im.dst);
+}
+
+static void image_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  (void)thread;
+  if (j->op->isa >= CQ_ISA_AVX512VNNI) {
+    cq_conv_to_nhwc_rows__avx512vnni(&j->im, begin, end);
+  } else {
+    cq_conv_to_nhwc_rows__scalar(&j->im, begin, end);
+  }
+}
+
+/* The output stage record of group gi for this image. */
+static cq_conv_out group_out(const conv_job *j, int64_t gi, int64_t vw) {
+  const cq_qconv_op *op = j->op;
+  const cq_qconv_packed *p = op->p;
+  cq_conv_out o = op->out;
+  const int64_t i0 = gi * op->og_pad;
+  o.init = op->init + i0;
+  o.scale = op->scale + i0;
+  o.fbias = op->fbias + i0;
+  o.mult = op->mult + i0;
+  o.nchw = j->y_nchw;
+  o.plane = j->d->ho * j->d->wo;
+  o.ldy = p->g.out_channels;
+  o.y = j->y + gi * p->og * (j->y_nchw ? o.plane : 1);
+  o.vw = vw;
+  o.wo = j->d->wo;
+  o.n = p->og;
+  return o;
+}
+
+static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  (void)thread;
+  const cq_qconv_op *op = j->op;
+  const cq_qconv_packed *p = op->p;
+  const size_t m0 = (size_t)begin * 32;
+  size_t m1 = (size_t)end * 32;
+  if (m1 > (size_t)j->d->mv) m1 = (size_t)j->d->mv;
+  for (int64_t gi = 0; gi < p->g.groups; gi++) {
+    const cq_conv_out out = group_out(j, gi, j->d->wp);
+    const cq_conv_gemm gm = {.a = j->a,
+                             .lda = j->lda,
+                             .aoff = j->aoff + gi * p->ksteps,
+                             .kvalid = p->kvalid,
+                             .ksteps = (size_t)p->ksteps,
+                             .w = p->gw[gi],
+                             .out = &out};
+    op->gemm(&gm, m0, m1);
+  }
+}
+
+static void im2col_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  const cq_qconv_op *op = j->op;
+  const cq_qconv_packed *p = op->p;
+  const conv_dims *d = j->d;
+  uint8_t *col = j->threads_mem + (size_t)thread * d->thread_bytes;
+  uint8_t *stage = col + d->col_bytes;
+  const int64_t O = p->g.out_channels;
+  const cq_conv_im2col ic = {.p = p, .img = j->im.dst, .wp = d->wp, .wo = d->wo,
+                             .zx = (uint8_t)op->x_zp};
+  const int64_t q_end = end * 32 < d->mv ? end * 32 : d->mv;
+  for (int64_t q0 = begin * 32; q0 < q_end; q0 += d->col_rows) {
+    const int64_t rows = q_end - q0 < d->col_rows ? q_end - q0 : d->col_rows;
+    for (int64_t gi = 0; gi < p->g.groups; gi++) {
+      if (op->isa >= CQ_ISA_AVX512VNNI) {
+        cq_conv_im2col__avx512vnni(&ic, gi, q0, rows, col);
+      } else {
+        cq_conv_im2col__scalar(&ic, gi, q0, rows, col);
+      }
+      if (op->path == PATH_IM2COL_FAST) {
+        cq_conv_out out = group_out(j, gi, d->wo);
+        /* the kernel's row r is output position q0 + r: shift the destination by q0 */
+        out.y += j->y_nchw ? q0 : q0 * O;
+        const cq_conv_gemm gm = {.a = col,
+                                 .lda = (size_t)p->k_packed,
+                                 .aoff = j->aoff,
+                                 .kvalid = p->kvalid,
+                                 .ksteps = (size_t)p->ksteps,
+                                 .w = p->gw[gi],
+                                 .out = &out};
+        out.vw = out.wo = rows; /* positions are consecutive: no dropped columns */
+        op->gemm(&gm, 0, (size_t)rows);
+      } else {
+        const cq_gemm_args ga = {.a = col,
+                                 .lda = (size_t)p->k_packed,
+                                 .w = p->gw[gi],
+                                 .offset = op->offset + gi * op->og_pad,
+                                 .rq = &op->grq[gi],
+                                 .c = stage + gi * p->og,
+                                 .ldc = (size_t)O};
+        op->block(&ga, thread, 0, (size_t)rows, 0, (size_t)p->gw[gi]->panels);
+      }
+    }
+    if (op->path == PATH_IM2COL_QGEMM) {
+      cq_conv_out out = op->out;
+      out.nchw = j->y_nchw;
+      out.plane = d->ho * d->wo;
+      out.ldy = O;
+      out.y = j->y;
+      out.vw = out.wo = d->wo;
+      out.n = O;
+      cq_conv_store_rows__scalar(&out, stage, (size_t)O, (size_t)rows, q0);
+    }
+  }
+}
+
+static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  const cq_qconv_op *op = j->op;
+  const cq_qconv_packed *p = op->p;
+  const conv_dims *d = j->d;
+  uint8_t *plane = j->threads_mem + (size_t)thread * d->thread_bytes;
+  uint8_t *flat = plane + d->plane_bytes;
+  uint8_t *stage = flat + d->flat_bytes;
+  const int64_t C = p->g.out_channels, positions = d->ho * d->wo;
+  for (int64_t c = begin; c < end; c++) {
+    const int64_t extra = 4 * p->dw_groups;
+    if (op->path == PATH_DW_VNNI) {
+      cq_conv_plane__avx512vnni(&j->im, c, d->wpp, extra, c > begin, plane);
+    } else {
+      cq_conv_plane__scalar(&j->im, c, d->wpp, extra, c > begin, plane);
+    }
+    uint8_t *yc = j->y_nchw ? j->y + c * positions : stage;
+    cq_conv_out out = group_out(j, c, d->wo);
+    out.nchw = 1;
+    const cq_conv_dw dw = {.p = p, .wpp = d->wpp, .ho = d->ho, .wo = d->wo, .flat = d->dw_flat,
+                           .stage = flat, .out = &out};
+    if (op->path == PATH_DW_VNNI) {
+      cq_u8_dwconv__avx512vnni(&dw, c, plane, yc);
+    } else {
+      cq_u8_dwconv__scalar(&dw, c, plane, yc, op->x_zp, &op->rq);
+    }
+    if (!j->y_nchw) {
+      for (int64_t q = 0; q < positions; q++) j->y[q * C + c] = stage[q];
+    }
+  }
+}
+
+static int threads_for(cq_threadpool *tp, int64_t macs) {
+  return macs < CQ_CONV_MIN_PARALLEL_MACS ? 1 : cq_threadpool_threads(tp);
+}
+
+cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x_layout,
+                       int64_t batch, int64_t h, int64_t w, uint8_t *y, cq_conv_layout y_layout,
+                       void *workspace, size_t workspace_bytes, cq_threadpool *tp) {
+  if (!op) return cq_fail(CQ_EINVAL, "convolution operator is NULL");
+  if (batch < 0 || h < 1 || w < 1) {
+    return cq_fail(CQ_EINVAL, "convolution input of %lld images of %lld x %lld", (long long)batch,
+                   (long long)h, (long long)w);
+  }
+  if ((unsigned)x_layout > CQ_CONV_NHWC || (unsigned)y_layout > CQ_CONV_NHWC) {
+    return cq_fail(CQ_EINVAL, "unknown convolution layout");
+  }
+  const cq_qconv_packed *p = op->p;
+  const cq_conv_geom *g = &p->g;
+  conv_dims d;
+  plan_dims(op, h, w, &d);
+  if (d.ho < 1 || d.wo < 1) {
+    return cq_fail(CQ_ESHAPE, "the dilated kernel (%lld x %lld) is larger than the padded input "
+                   "(%lld x %lld)", (long long)(g->dilation[0] * (g->kernel[0] - 1) + 1),
+                   (long long)(g->dilation[1] * (g->kernel[1] - 1) + 1), (long long)d.hp,
+                   (long long)d.wp);
+  }
+  if (batch == 0) return CQ_OK;
+  if (!x || !y || !workspace) return cq_fail(CQ_EINVAL, "convolution input, output or workspace is NULL");
+  const int pool_threads = cq_threadpool_threads(tp);
+  const size_t need = cq_qconv_workspace_size(op, h, w, pool_threads);
+  if (workspace_bytes < need) {
+    return cq_fail(CQ_EINVAL, "convolution workspace of %zu bytes is smaller than the %zu needed",
+                   workspace_bytes, need);
+  }
+  const int64_t C = g->in_channels, O = g->out_channels;
+  uint8_t *ws = (uint8_t *)align64((size_t)(uintptr_t)workspace);
+  conv_job j = {.op = op, .d = &d, .x_nchw = x_layout == CQ_CONV_NCHW,
+                .y_nchw = y_layout == CQ_CONV_NCHW};
+  j.im = (cq_conv_image){.nchw = j.x_nchw, .c = C, .h = h, .w = w, .ph = g->padding[0],
+                         .pw = g->padding[1], .hp = d.hp, .wp = d.wp, .zx = (uint8_t)op->x_zp,
+                         .dst = ws};
+  int64_t *aoff = (int64_t *)(ws + d.img_bytes);
+  j.aoff = aoff;
+  j.threads_mem = ws + d.img_bytes + d.aoff_bytes;
+  const int64_t macs = d.ho * d.wo * O * p->cg * p->taps;
+  const int threads = threads_for(tp, macs);
+  if (op->path == PATH_IMPLICIT || op->path == PATH_IM2COL_FAST || op->path == PATH_ZROWS) {
+    for (int64_t gi = 0; gi < g->groups; gi++) {
+      for (int64_t s = 0; s < p->ksteps; s++) {
+        const cq_conv_seg *sg = &p->seg[p->step_seg[s]];
+        const int64_t t = s - sg->kdst / 64;
+        aoff[gi * p->ksteps + s] =
+            op->path == PATH_IMPLICIT
+                ? (sg->di * d.wp + sg->dj) * C + gi * p->cg + sg->coff + 64 * t
+                : 64 * s;
+      }
+    }
+  }
+  if (op->path != PATH_DW_VNNI && op->path != PATH_DW_SCALAR) {
+    /* readable, defined slack after the image */
+    const size_t img = (size_t)(op->path == PATH_ZROWS ? d.ho * d.wp * g->kernel[0] * C
+                                                       : d.hp * d.wp * C);
+    memset(ws + img, op->x_zp, d.img_bytes - img);
+  }
+  for (int64_t n = 0; n < batch; n++) {
+    j.x = x + n * C * h * w;
+    j.y = y + n * O * d.ho * d.wo;
+    j.im.x = j.x;
+    if (op->path == PATH_DW_VNNI || op->path == PATH_DW_SCALAR) {
+      cq_parallel_for(tp, C, threads, depthwise_part, &j);
+      continue;
+    }
+    j.units = (d.mv + 31) / 32;
+    if (op->path == PATH_ZROWS) {
+      cq_parallel_for(tp, d.ho, d.ho * d.wp * g->kernel[0] * C >= 65536 ? threads : 1, zrows_part,
+                      &j);
+      j.a = ws;
+      j.lda = (size_t)(g->kernel[0] * C);
+      cq_parallel_for(tp, j.units, threads, implicit_part, &j);
+      continue;
+    }
+    cq_parallel_for(tp, d.hp, (int64_t)(d.hp * d.wp * C) >= 65536 ? threads : 1, image_part, &j);
+    j.a = ws;
+    j.lda = (size_t)C;
+    cq_parallel_for(tp, j.units, threads,
+                    op->path == PATH_IMPLICIT ? implicit_part : im2col_part, &j);
+  }
+  return CQ_OK;
+}

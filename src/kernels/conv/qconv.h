@@ -1,0 +1,269 @@
+/* Quantized 2-D convolution u8 x s8 -> u8 (quantized::conv2d / conv2d_relu; Conv1d is a 2-D
+ * convolution of height 1), with the output stages of kernels/requant/requant.h.
+ *
+ *   y[n, o, oh, ow] = out_stage_o( sum over the window of group(o) of (x - zx) * (w[o] - zw_o) )
+ *
+ * Window: kernel [kh, kw], stride, zero padding (padding positions hold zx, i.e. contribute 0, as
+ * PyTorch's engines pad), dilation, groups (input channels C/groups and output channels O/groups
+ * per group). x is uint8 [N, C, H, W] (NCHW) or [N, H, W, C] (NHWC), y uint8 [N, O, Ho, Wo] or
+ * [N, Ho, Wo, O]; weights int8 [O, C/groups, kh, kw] (PyTorch's layout) with per-tensor or
+ * per-channel scale and zero point. The accumulator wraps modulo 2^32 like PyTorch's int32 sums,
+ * so every path gives the same bytes: bit-identical across ISAs, paths, layouts and thread counts,
+ * and equal to cq_qconv_reference_acc (reference.c, a naive loop) followed by the scalar output
+ * stage of the op's engine rule.
+ *
+ * Lifecycle (as kernels/gemm/qgemm.h; only pack and create allocate):
+ *   cq_qconv_pack       once per weight (conv2d_prepack): validates, reorders and packs.
+ *   cq_qconv_create     binds packed weights to activation/output qparams, an engine rule and an
+ *                       ISA (CQ_ISA override), chooses the path, precomputes channel constants.
+ *   cq_qconv_run        any number of times, any batch and spatial size, from any thread (the op is
+ *                       read-only), with a workspace of cq_qconv_workspace_size bytes.
+ *
+ * Paths (cq_qconv_path_name):
+ *   "depthwise"  groups == C == O: a direct kernel over a zero-point-padded copy of each input
+ *                plane, NCHW in and out. AVX-512 VNNI: output positions in the vector lanes (4
+ *                strided phases of 16 lanes, so each dword of input bytes is one vpdpbusd window
+ *                of up to 4 taps), strides 1, 2 and 4 (others: the scalar kernel).
+ *   "implicit"   stride 1, no weight zero point, VNNI or AMX: implicit GEMM on a zero-point-padded
+ *                NHWC copy of the image. Output positions are taken on the padded width (the few
+ *                columns past Wo are computed and dropped), so the activations of kernel row i are
+ *                the image shifted by i rows: every tile row is one contiguous run of kw*C bytes,
+ *                loaded in place (AMX tile loads with the pixel stride, VNNI 4-byte broadcasts).
+ *                Small C (a kernel row of kw*C bytes would waste most of a 64-byte K step): the
+ *                whole k*k*C window is one K run, read in place from a kernel-row-interleaved
+ *                copy of the image (each pixel holds the kh input rows its output row needs, so
+ *                the window of an output position is kw*kh*C contiguous bytes): C = 1..4 fill K.
+ *   "im2col"     everything else: im2col rows in the packed K order, then the same GEMM kernels
+ *                (VNNI/AMX), or the GEMM block kernels of kernels/gemm/qgemm.h (scalar, AVX2,
+ *                and any ISA when the weights have nonzero zero points).
+ *
+ * Packed weights: per group, panels of 16 output channels exactly as qgemm.h describes, over a K
+ * dimension made of segments (runs of activation bytes that are contiguous in an NHWC image:
+ * kernel row i of a group-1 convolution with dilation 1 is kw*C bytes; otherwise one tap of C/groups
+ * bytes; or a single run of kh*kw*C/groups bytes in (i, j, c) order for small inputs), each
+ * segment starting at a multiple of 64 in K and padded with zero weights. */
+#ifndef CQ_KERNELS_CONV_QCONV_H
+#define CQ_KERNELS_CONV_QCONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cpu.h"
+#include "core/threadpool.h"
+#include "cquant/status.h"
+#include "kernels/gemm/qgemm.h"
+#include "kernels/requant/requant.h"
+
+typedef struct cq_conv_geom {
+  int64_t in_channels, out_channels, groups;
+  /* [0] = height, [1] = width */
+  int64_t kernel[2], stride[2], padding[2], dilation[2];
+} cq_conv_geom;
+
+typedef enum cq_conv_layout {
+  CQ_CONV_NCHW = 0, /* [N, C, H, W] */
+  CQ_CONV_NHWC      /* [N, H, W, C] (channels-last) */
+} cq_conv_layout;
+
+typedef struct cq_qconv_packed cq_qconv_packed;
+typedef struct cq_qconv_op cq_qconv_op;
+
+/* Output size of one spatial dimension, or 0 when the dilated kernel is larger than the padded
+ * input. */
+int64_t cq_qconv_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding,
+                          int64_t dilation);
+
+/* Validates the geometry: channels and groups >= 1, channels divisible by groups, kernel, stride
+ * and dilation >= 1, padding >= 0, every size below 2^24. CQ_EINVAL naming the value. */
+cq_status cq_qconv_check_geom(const cq_conv_geom *g);
+
+/* Packs w [O, C/groups, kh, kw] (int8, row-major). w_scale: O floats if per_channel else 1; w_zp:
+ * the same count (int8 range) or NULL for zero; bias: O floats or NULL. Everything is copied.
+ * Errors: CQ_EINVAL (geometry, null pointers, zero points outside [-128, 127]), CQ_EVALUE (scales
+ * not finite and > 0, non-finite bias), CQ_ENOMEM. On failure *out is NULL. */
+cq_status cq_qconv_pack(const cq_conv_geom *g, const int8_t *w, const float *w_scale,
+                        const int32_t *w_zp, int per_channel, const float *bias,
+                        cq_qconv_packed **out);
+void cq_qconv_packed_destroy(cq_qconv_packed *p);
+const cq_conv_geom *cq_qconv_packed_geom(const cq_qconv_packed *p);
+
+/* Binds packed weights (borrowed: they must outlive the op) to quantization parameters (the
+ * qgemm.h record: input and output scale and zero point, fused ReLU, engine rule). The ISA is
+ * cq_isa_active()'s. Errors: those of cq_isa_active, CQ_EINVAL (zero points outside [0, 255]),
+ * CQ_EVALUE (scales the rule refuses, see cq_requant_params_set_static), CQ_ENOMEM. */
+cq_status cq_qconv_create(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_qconv_op **out);
+/* Same with an explicit ISA; CQ_EUNSUPPORTED if this CPU lacks it. */
+cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_isa isa,
+                              cq_qconv_op **out);
+void cq_qconv_destroy(cq_qconv_op *op);
+cq_isa cq_qconv_isa(const cq_qconv_op *op);
+/* "depthwise", "implicit" or "im2col" (see the top of this file). */
+const char *cq_qconv_path_name(const cq_qconv_op *op);
+
+/* Bytes of workspace cq_qconv_run needs for images of h x w with a pool of `threads` threads (the
+ * result of cq_threadpool_threads), or 0 when the output would be empty. */
+size_t cq_qconv_workspace_size(const cq_qconv_op *op, int64_t h, int64_t w, int threads);
+
+/* Runs the convolution on `batch` images of h x w: x and y in the given layouts (contiguous), the
+ * workspace of at least cq_qconv_workspace_size(op, h, w, cq_threadpool_threads(tp)) bytes (any
+ * alignment; workspace_bytes says how many there are). x and y must not overlap. tp may be NULL.
+ * Never allocates. Errors: CQ_EINVAL (null pointers, batch < 0, sizes < 1, a workspace too small),
+ * CQ_ESHAPE (the dilated kernel does not fit the padded input). */
+cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x_layout,
+                       int64_t batch, int64_t h, int64_t w, uint8_t *y, cq_conv_layout y_layout,
+                       void *workspace, size_t workspace_bytes, cq_threadpool *tp);
+
+/* ---- the naive reference (tests) ------------------------------------------------------------ */
+
+/* acc [N, O, Ho, Wo] (int32, wrapping) of sum over the window of (x - zx)(w[o] - zw[o]), from x in
+ * NCHW and the unpacked weight [O, C/groups, kh, kw]; w_zp has O entries. */
+void cq_qconv_reference_acc(const cq_conv_geom *g, const uint8_t *x, int64_t batch, int64_t h,
+                            int64_t w, int32_t x_zp, const int8_t *weight, const int32_t *w_zp,
+                            int32_t *acc);
+
+/* ---- internal: packed weights and the kernel interface (per-ISA files) ----------------------- */
+
+/* One run of K: `len` activation bytes that are contiguous in the NHWC image, starting at the pixel
+ * (di, dj) of the window's top-left corner (padded-image coordinates) and channel `coff` of the
+ * group's slice, placed at K position `kdst` (a multiple of 64). */
+typedef struct cq_conv_seg {
+  int32_t di, dj, coff, len, kdst;
+} cq_conv_seg;
+
+struct cq_qconv_packed {
+  cq_conv_geom g;
+  int64_t cg, og;      /* channels per group in / out */
+  int64_t taps;        /* kh * kw */
+  int depthwise;       /* groups == C == O */
+  int per_channel;
+  int has_w_zp;        /* some weight zero point is nonzero */
+  int rowseg;          /* segments are whole kernel rows / taps (the implicit path can read them) */
+  int zrows;           /* single (j, i, c) run readable from a kernel-row-interleaved image (the
+                        * small-C implicit path: groups 1, stride_w and dilation_w 1, no weight
+                        * zero point) */
+  int nseg;
+  cq_conv_seg *seg;
+  int64_t k_packed;    /* K of the packed panels (sum of 64-padded segments) */
+  int64_t ksteps;      /* k_packed / 64 */
+  int32_t *step_seg;   /* ksteps: the segment of each 64-byte step */
+  uint8_t *kvalid;     /* ksteps: groups of four bytes that hold weights (1..16) */
+  cq_qgemm_packed **gw; /* groups entries (not for depthwise) */
+  int8_t *w;           /* [O, C/groups * kh * kw] as given */
+  float *w_scale;      /* O entries if per_channel else 1 */
+  int32_t *w_zp;       /* O entries */
+  float *bias;         /* O entries or NULL */
+  int32_t *w_sum;      /* O entries: sum of the weights of each output channel (wrapping) */
+  /* depthwise, VNNI form: tap dwords of each kernel row: dw_w[(o * kh + i) * dw_groups + m] holds
+   * the weights of the taps at byte offsets 4m .. 4m + 3 of the row window (taps j * dilation), and
+   * dw_ones the same pattern with 1 for each tap (for the weight zero point's sum of x) */
+  int64_t dw_groups;
+  int32_t *dw_w;
+  int32_t *dw_ones;    /* kh * dw_groups (the same for every channel) */
+};
+
+/* K position of the first channel of tap (i, j) in a single-run layout: (j, i, c) order for
+ * zrows (the window is then contiguous in the kernel-row-interleaved image), else (i, j, c). */
+static inline int64_t cq_conv_single_k(const cq_qconv_packed *p, int64_t i, int64_t j) {
+  return (p->zrows ? j * p->g.kernel[0] + i : i * p->g.kernel[1] + j) * p->cg;
+}
+
+/* Output stage of one group: channels [0, n) of the group, requantized with the fast-path forms
+ * (see the top of avx512-inl.h), written to y in NCHW (plane = Ho * Wo, channel c at y + c *
+ * plane) or NHWC (row stride ldy) layout. Rows of the kernels are "virtual" output positions q:
+ * output row q / vw, column q % vw, dropped when the column is >= wo. */
+typedef struct cq_conv_out {
+  cq_out_kind kind;      /* CQ_OUT_U8_INT or CQ_OUT_U8_FLOAT */
+  const int32_t *init;   /* per channel: the accumulator's start (zero-point terms, QNNPACK's bias) */
+  const float *scale, *fbias, *mult;
+  int32_t y_zp, y_min;
+  float hi_f;            /* 255 - y_zp */
+  int need_min;          /* the float stage can exceed 2^30: clamp at hi_f before converting */
+  uint8_t *y;
+  int nchw;
+  int64_t plane, ldy;
+  int64_t vw, wo;
+  int64_t n;
+} cq_conv_out;
+
+/* One GEMM problem: rows q of A at a + q * lda; K step s (64 bytes) of row q at
+ * a + q * lda + aoff[s], of which kvalid[s] groups of four bytes meet nonzero weights. */
+typedef struct cq_conv_gemm {
+  const uint8_t *a;
+  size_t lda;
+  const int64_t *aoff;
+  const uint8_t *kvalid;
+  size_t ksteps;
+  const cq_qgemm_packed *w;
+  const cq_conv_out *out;
+} cq_conv_gemm;
+
+/* Rows [m0, m1) of a GEMM problem, all panels. The AMX kernel reads rows up to m0 + 32 *
+ * ceil((m1 - m0) / 32) - 1 and 64 bytes at every K step (the caller provides readable slack);
+ * the VNNI kernel reads only rows < m1 and the kvalid groups. Both need no weight zero points. */
+typedef void (*cq_conv_gemm_fn)(const cq_conv_gemm *g, size_t m0, size_t m1);
+void cq_u8s8_conv_gemm__avx512vnni(const cq_conv_gemm *g, size_t m0, size_t m1);
+void cq_u8s8_conv_gemm__amx(const cq_conv_gemm *g, size_t m0, size_t m1);
+
+/* Depthwise kernel of one channel: plane is the channel's input, zero-point padded, row stride
+ * wpp (a multiple of the column stride), with 256 + 4 * dw_groups readable bytes after it. With
+ * `flat` (stride_h 1) the VNNI kernel computes the output rows on the padded width wpp / stride_w
+ * into `stage` (ho * wpp / stride_w + 128 bytes) and copies the rows out. */
+typedef struct cq_conv_dw {
+  const cq_qconv_packed *p;
+  int64_t wpp, ho, wo;
+  int flat;
+  uint8_t *stage;
+  const cq_conv_out *out; /* this channel's constants at index 0 */
+} cq_conv_dw;
+void cq_u8_dwconv__avx512vnni(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y);
+void cq_u8_dwconv__scalar(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y,
+                          int32_t x_zp, const cq_requant_params *rq);
+
+/* Layout helpers. to_nhwc_rows: rows [r0, r1) of the zero-point-padded NHWC image (Hp x Wp x C,
+ * padding ph, pw) from one image x in either layout. */
+typedef struct cq_conv_image {
+  const uint8_t *x;
+  int nchw;
+  int64_t c, h, w, ph, pw, hp, wp;
+  uint8_t zx;
+  uint8_t *dst;
+} cq_conv_image;
+void cq_conv_to_nhwc_rows__scalar(const cq_conv_image *im, int64_t r0, int64_t r1);
+void cq_conv_to_nhwc_rows__avx512vnni(const cq_conv_image *im, int64_t r0, int64_t r1);
+/* The padded plane of channel c (row stride wpp >= Wp, then 256 + extra bytes of zx). With
+ * rows_only, only the input rows are written (the padding rows and the slack are still there from
+ * an earlier call on the same buffer with the same geometry). */
+void cq_conv_plane__scalar(const cq_conv_image *im, int64_t c, int64_t wpp, int64_t extra,
+                           int rows_only, uint8_t *plane);
+void cq_conv_plane__avx512vnni(const cq_conv_image *im, int64_t c, int64_t wpp, int64_t extra,
+                               int rows_only, uint8_t *plane);
+
+/* Kernel-row-interleaved image of output rows [oh0, oh1): for output row oh, padded column w,
+ * kernel row i and channel c, z[((oh * Wp + w) * kh + i) * C + c] = padded input (oh * sh + i * dh,
+ * w) (zx in the padding), so the window of output (oh, ow) with stride_w 1 is the kw * kh * C
+ * bytes at z + (oh * Wp + ow) * kh * C, in (j, i, c) order. */
+void cq_conv_zrows__scalar(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0,
+                           int64_t oh1, uint8_t *z);
+void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0,
+                               int64_t oh1, uint8_t *z);
+
+/* im2col rows [q0, q0 + rows) of output positions (row-major over Ho x Wo) of group g into
+ * col (row stride k_packed): the group's segments from the padded NHWC image img (Wp x C), gaps
+ * filled with zx. */
+typedef struct cq_conv_im2col {
+  const cq_qconv_packed *p;
+  const uint8_t *img;
+  int64_t wp, wo;
+  uint8_t zx;
+} cq_conv_im2col;
+void cq_conv_im2col__scalar(const cq_conv_im2col *c, int64_t g, int64_t q0, int64_t rows,
+                            uint8_t *col);
+void cq_conv_im2col__avx512vnni(const cq_conv_im2col *c, int64_t g, int64_t q0, int64_t rows,
+                                uint8_t *col);
+
+/* Stores rows [0, rows) of an NHWC staging block (row stride ld, channels [0, n)) of virtual
+ * positions q0.. to the output of `out` (layout and position mapping as cq_conv_out). */
+void cq_conv_store_rows__scalar(const cq_conv_out *out, const uint8_t *rows_u8, size_t ld,
+                                size_t rows, int64_t q0);
+
+#endif

@@ -1,0 +1,274 @@
+/* cquant bench --op conv2d: time one quantized operator on random data and print the median.
+ *
+ *   cquant bench --op conv2d --shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] [--threads T]
+ *                [--reps R] [--min-ms MS] [--engine x86|fbgemm|qnnpack|onednn] [--relu]
+ *                [--layout nchw|nhwc]
+ *
+ * The convolution is the one a converted QuantizedConv2d / QuantizedConvReLU2d runs (packed once,
+ * bound to the input's quantization once, then run repeatedly; NCHW in and out by default, the
+ * layout of cquant's activations, so layout conversions are inside the time). Each repetition
+ * times a batch of calls lasting at least --min-ms; the result is the median (and minimum) time
+ * per call over the repetitions, and GOP/s = 2 * multiply-adds / time. Comparisons with oneDNN
+ * live in bench/bench_qconv.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "core/cpu.h"
+#include "core/threadpool.h"
+#include "kernels/conv/qconv.h"
+
+static const char bench_help[] =
+    "usage: cquant bench --op conv2d --shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] [OPTIONS]\n"
+    "\n"
+    "Times the quantized operator on random data (weights packed once) and prints JSON with the\n"
+    "median milliseconds per call and GOP/s (2 x multiply-adds per second).\n"
+    "\n"
+    "options:\n"
+    "  --threads T        threads of the library's pool (1)\n"
+    "  --reps R           timed repetitions; the median is reported (9)\n"
+    "  --min-ms MS        each repetition calls the operator for at least MS ms (20)\n"
+    "  --engine NAME      x86, fbgemm, qnnpack or onednn: the requantization rule (onednn)\n"
+    "  --relu             the fused ConvReLU2d\n"
+    "  --layout L         nchw (cquant's activations, default) or nhwc, input and output\n"
+    "\n"
+    "output: {\"op\", \"shape\", \"out_shape\", \"threads\", \"isa\", \"path\", \"engine\",\n"
+    "         \"layout\", \"reps\", \"median_ms\", \"min_ms\", \"gops\"}\n";
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct conv_bench {
+  const cq_qconv_op *op;
+  const uint8_t *x;
+  uint8_t *y;
+  int64_t n, h, w;
+  cq_conv_layout layout;
+  void *ws;
+  size_t ws_bytes;
+  cq_threadpool *tp;
+  cq_status st;
+} conv_bench;
+
+static void conv_call(conv_bench *b) {
+  cq_status st = cq_qconv_run(b->op, b->x, b->layout, b->n, b->h, b->w, b->y, b->layout, b->ws,
+                              b->ws_bytes, b->tp);
+  if (st != CQ_OK) b->st = st;
+}
+
+static double time_calls(conv_bench *b, long calls) {
+  const double t0 = now_s();
+  for (long i = 0; i < calls && b->st == CQ_OK; i++) conv_call(b);
+  return (now_s() - t0) * 1e3 / (double)calls;
+}
+
+static int parse_shape(const char *s, long long v[10]) {
+  const long long defaults[10] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 1};
+  memcpy(v, defaults, sizeof defaults);
+  char tail;
+  int got = sscanf(s, "%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld%c", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &tail);
+  if (got < 7 || got > 10) return -1;
+  for (int i = 0; i < 10; i++) {
+    if (v[i] < (i == 8 ? 0 : 1)) return -1;
+  }
+  return 0;
+}
+
+static int bench_conv2d(const long long v[10], int threads, int reps, double min_ms,
+                        cq_backend engine, int relu, cq_conv_layout layout) {
+  const cq_conv_geom g = {.in_channels = v[1], .out_channels = v[4], .groups = v[9],
+                          .kernel = {v[5], v[6]}, .stride = {v[7], v[7]}, .padding = {v[8], v[8]},
+                          .dilation = {1, 1}};
+  cq_status st = cq_qconv_check_geom(&g);
+  if (st != CQ_OK) return cli_error("%s", cq_last_error());
+  const int64_t n = v[0], c = v[1], h = v[2], w = v[3], oc = v[4];
+  const int64_t ho = cq_qconv_out_size(h, g.kernel[0], g.stride[0], g.padding[0], 1);
+  const int64_t wo = cq_qconv_out_size(w, g.kernel[1], g.stride[1], g.padding[1], 1);
+  if (ho < 1 || wo < 1) {
+    return cli_error("the %lldx%lld kernel does not fit the %lldx%lld input with padding %lld",
+                     v[5], v[6], v[2], v[3], v[8]);
+  }
+  const int64_t kdim = c / g.groups * g.kernel[0] * g.kernel[1];
+  const double xn = (double)n * (double)c * (double)h * (double)w;
+  const double yn = (double)n * (double)oc * (double)ho * (double)wo;
+  if (xn > 1e9 || yn > 1e9 || (double)oc * (double)kdim > 1e9) {
+    return cli_error("shape too large for a benchmark (more than 10^9 elements)");
+  }
+  st = cq_set_num_threads(threads);
+  if (st != CQ_OK) return cli_error("%s", cq_last_error());
+  cq_threadpool *tp = cq_default_threadpool();
+  uint8_t *x = malloc((size_t)xn), *y = malloc((size_t)yn);
+  int8_t *wt = malloc((size_t)(oc * kdim));
+  float *w_scale = malloc(sizeof(float) * (size_t)oc), *bias = malloc(sizeof(float) * (size_t)oc);
+  cq_qconv_packed *packed = NULL;
+  cq_qconv_op *op = NULL;
+  void *ws = NULL;
+  int rc = CLI_FAILED;
+  if (!x || !y || !wt || !w_scale || !bias) {
+    cli_error("out of memory for the benchmark's tensors");
+    goto done;
+  }
+  uint32_t r = 12345;
+  for (size_t i = 0; i < (size_t)xn; i++) x[i] = (uint8_t)((r = r * 1103515245u + 12345u) >> 16);
+  for (int64_t i = 0; i < oc * kdim; i++) {
+    wt[i] = (int8_t)((int)((r = r * 1103515245u + 12345u) >> 16) % 255 - 127);
+  }
+  for (int64_t o = 0; o < oc; o++) {
+    w_scale[o] = 0.003f + 0.001f * (float)(o % 7);
+    bias[o] = 0.01f * (float)(o % 11) - 0.05f;
+  }
+  const float x_scale = 0.02f;
+  const float y_scale = x_scale * 0.004f * 72.0f * (float)sqrt((double)kdim);
+  const cq_requant_rule rule = engine == CQ_BACKEND_QNNPACK  ? CQ_RULE_QNNPACK
+                               : engine == CQ_BACKEND_ONEDNN ? CQ_RULE_ONEDNN
+                                                             : CQ_RULE_FBGEMM;
+  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, rule};
+  st = cq_qconv_pack(&g, wt, w_scale, NULL, 1, bias, &packed);
+  if (st == CQ_OK) st = cq_qconv_create(packed, &q, &op);
+  if (st != CQ_OK) {
+    cli_error("%s", cq_last_error());
+    goto done;
+  }
+  const size_t ws_bytes = cq_qconv_workspace_size(op, h, w, cq_threadpool_threads(tp));
+  ws = malloc(ws_bytes ? ws_bytes : 1);
+  if (!ws) {
+    cli_error("out of memory for the workspace (%zu bytes)", ws_bytes);
+    goto done;
+  }
+  conv_bench b = {op, x, y, n, h, w, layout, ws, ws_bytes, tp, CQ_OK};
+  conv_call(&b); /* warm-up */
+  long calls = 1;
+  for (;;) { /* calls per repetition: at least min_ms */
+    const double ms = time_calls(&b, calls) * (double)calls;
+    if (b.st != CQ_OK || ms >= min_ms * 0.5 || calls > (1L << 24)) {
+      const long want = (long)ceil((double)calls * min_ms / (ms > 1e-6 ? ms : 1e-6));
+      calls = want < 1 ? 1 : want;
+      break;
+    }
+    calls *= 4;
+  }
+  double *times = malloc(sizeof(double) * (size_t)reps);
+  if (!times) {
+    cli_error("out of memory");
+    goto done;
+  }
+  for (int i = 0; i < reps; i++) times[i] = time_calls(&b, calls);
+  if (b.st != CQ_OK) {
+    free(times);
+    cli_error("%s", cq_last_error());
+    goto done;
+  }
+  qsort(times, (size_t)reps, sizeof *times, cmp_double);
+  const double med = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+  const double ops = 2.0 * yn * (double)kdim;
+  cq_strbuf sb;
+  cq_strbuf_init(&sb);
+  cq_strbuf_appendf(&sb, "{\"op\": \"conv2d\", \"shape\": {\"n\": %lld, \"c\": %lld, \"h\": %lld, "
+                    "\"w\": %lld, \"oc\": %lld, \"kh\": %lld, \"kw\": %lld, \"stride\": %lld, "
+                    "\"pad\": %lld, \"groups\": %lld}, \"out_shape\": [%lld, %lld, %lld, %lld], "
+                    "\"threads\": %d, \"isa\": ",
+                    v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], (long long)n,
+                    (long long)oc, (long long)ho, (long long)wo, cq_threadpool_threads(tp));
+  json_string(&sb, cq_isa_name(cq_qconv_isa(op)));
+  cq_strbuf_append(&sb, ", \"path\": ");
+  json_string(&sb, cq_qconv_path_name(op));
+  cq_strbuf_append(&sb, ", \"engine\": ");
+  json_string(&sb, cq_backend_name(engine));
+  cq_strbuf_appendf(&sb, ", \"relu\": %s, \"layout\": \"%s\", \"reps\": %d, \"calls_per_rep\": %ld, "
+                    "\"median_ms\": ", relu ? "true" : "false",
+                    layout == CQ_CONV_NCHW ? "nchw" : "nhwc", reps, calls);
+  json_float(&sb, med);
+  cq_strbuf_append(&sb, ", \"min_ms\": ");
+  json_float(&sb, times[0]);
+  cq_strbuf_append(&sb, ", \"gops\": ");
+  json_float(&sb, ops / med * 1e-6);
+  cq_strbuf_append(&sb, "}");
+  free(times);
+  rc = json_emit(&sb);
+  cq_strbuf_release(&sb);
+done:
+  free(ws);
+  cq_qconv_destroy(op);
+  cq_qconv_packed_destroy(packed);
+  free(x);
+  free(y);
+  free(wt);
+  free(w_scale);
+  free(bias);
+  return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+  const char *op = NULL, *shape = NULL;
+  int threads = 1, reps = 9, relu = 0;
+  double min_ms = 20.0;
+  cq_backend engine = CQ_BACKEND_ONEDNN;
+  cq_conv_layout layout = CQ_CONV_NCHW;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const int has_value = i + 1 < argc;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      fputs(bench_help, stdout);
+      return CLI_OK;
+    } else if (!strcmp(a, "--op") && has_value) {
+      op = argv[++i];
+    } else if (!strcmp(a, "--shape") && has_value) {
+      shape = argv[++i];
+    } else if (!strcmp(a, "--threads") && has_value) {
+      char *end;
+      const long t = strtol(argv[++i], &end, 10);
+      if (*end || t < 1 || t > 1024) return cli_usage_error("bench", "--threads must be 1..1024");
+      threads = (int)t;
+    } else if (!strcmp(a, "--reps") && has_value) {
+      char *end;
+      const long r = strtol(argv[++i], &end, 10);
+      if (*end || r < 1 || r > 10000) return cli_usage_error("bench", "--reps must be 1..10000");
+      reps = (int)r;
+    } else if (!strcmp(a, "--min-ms") && has_value) {
+      char *end;
+      min_ms = strtod(argv[++i], &end);
+      if (*end || !(min_ms >= 0.0 && min_ms <= 60000.0)) {
+        return cli_usage_error("bench", "--min-ms must be a number of milliseconds in [0, 60000]");
+      }
+    } else if (!strcmp(a, "--engine") && has_value) {
+      if (cq_backend_parse(argv[++i], &engine) != CQ_OK) {
+        return cli_usage_error("bench", "unknown engine '%s' (x86, fbgemm, qnnpack, onednn)",
+                               argv[i]);
+      }
+    } else if (!strcmp(a, "--relu")) {
+      relu = 1;
+    } else if (!strcmp(a, "--layout") && has_value) {
+      const char *l = argv[++i];
+      if (!strcmp(l, "nchw")) {
+        layout = CQ_CONV_NCHW;
+      } else if (!strcmp(l, "nhwc")) {
+        layout = CQ_CONV_NHWC;
+      } else {
+        return cli_usage_error("bench", "--layout must be nchw or nhwc, got '%s'", l);
+      }
+    } else {
+      return cli_usage_error("bench", "unexpected argument '%s'", a);
+    }
+  }
+  if (!op) return cli_usage_error("bench", "--op is required (conv2d)");
+  if (strcmp(op, "conv2d") != 0) {
+    return cli_usage_error("bench", "unknown --op '%s' (this build benchmarks conv2d)", op);
+  }
+  long long v[10];
+  if (!shape || parse_shape(shape, v) != 0) {
+    return cli_usage_error("bench", "--shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] with positive "
+                           "sizes (PAD >= 0) is required");
+  }
+  return bench_conv2d(v, threads, reps, min_ms, engine, relu, layout);
+}
