@@ -89,7 +89,25 @@ cq_status cq_dequantize_per_tensor(const void *q, int64_t n, float scale, int32_
   int64_t lo, hi;
   cq_status st = check_scale_zp(scale, zero_point, dtype, &lo, &hi);
   if (st != CQ_OK) return st;
-  for (int64_t i = 0; i < n; i++) out[i] = scale * (float)wrap_sub(load_q(q, dtype, i), zero_point);
+  /* One loop per storage type so the compiler can vectorise it (8-bit values minus an in-range
+   * zero point cannot overflow; qint32 needs the wrapping subtraction). */
+  switch (dtype) {
+    case CQ_QINT8: {
+      const int8_t *v = q;
+      for (int64_t i = 0; i < n; i++) out[i] = scale * (float)((int32_t)v[i] - zero_point);
+      break;
+    }
+    case CQ_QINT32: {
+      const int32_t *v = q;
+      for (int64_t i = 0; i < n; i++) out[i] = scale * (float)wrap_sub(v[i], zero_point);
+      break;
+    }
+    default: {
+      const uint8_t *v = q;
+      for (int64_t i = 0; i < n; i++) out[i] = scale * (float)((int32_t)v[i] - zero_point);
+      break;
+    }
+  }
   return CQ_OK;
 }
 
