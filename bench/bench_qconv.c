@@ -16,7 +16,10 @@
  * over repetitions, the minimum is printed too (the figure least disturbed by other jobs on a
  * shared machine). Output: one JSON object with both libraries' figures, GOP/s (2 * multiply-adds
  * per call) and the ratios onednn_ms / cquant_ms (> 1: cquant is faster; "ratio" uses cquant's
- * NCHW time, "ratio_nhwc" its NHWC time). Outputs of the two libraries are compared; oneDNN adds
+ * NCHW time, "ratio_nhwc" its NHWC time). With one thread the per-call CPU time of the calling
+ * thread is reported too (medians; "ratio_cpu", "ratio_nhwc_cpu"): on a machine shared with other
+ * jobs it leaves out the time the thread was preempted, which dominates the spread of wall-clock
+ * medians there. Outputs of the two libraries are compared; oneDNN adds
  * the bias in its accumulator domain, so a few ties round differently (counted).
  *
  * Seed-model mode: the seed's static model, Sequential(QuantStub, ConvReLU2d(2, 64, 3),
@@ -100,10 +103,25 @@ static long calibrate(call_fn fn, void *ctx, double min_ms) {
   }
 }
 
-static double time_batch(call_fn fn, void *ctx, long calls) {
-  double t0 = now_s();
+static double thread_cpu_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Milliseconds per call, wall clock; *cpu_ms (if not NULL) gets the calling thread's CPU time per
+ * call, which leaves out the time the thread was not running (the figure for one-thread runs on a
+ * machine shared with other jobs). */
+static double time_batch_cpu(call_fn fn, void *ctx, long calls, double *cpu_ms) {
+  const double c0 = thread_cpu_s(), t0 = now_s();
   for (long i = 0; i < calls; i++) fn(ctx);
-  return (now_s() - t0) * 1e3 / (double)calls;
+  const double t1 = now_s(), c1 = thread_cpu_s();
+  if (cpu_ms) *cpu_ms = (c1 - c0) * 1e3 / (double)calls;
+  return (t1 - t0) * 1e3 / (double)calls;
+}
+
+static double time_batch(call_fn fn, void *ctx, long calls) {
+  return time_batch_cpu(fn, ctx, calls, NULL);
 }
 
 static void set_omp_threads(int t) {
@@ -362,12 +380,16 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
       return 1;
     }
 #endif
-    const size_t ws_bytes = cq_qconv_workspace_size(op, sh->h, sh->w, t);
-    void *ws = malloc(ws_bytes);
+    const size_t ws_bytes = cq_qconv_workspace_size(op, sh->h, sh->w, CQ_CONV_NCHW, CQ_CONV_NCHW, t);
+    const size_t wsn_bytes = cq_qconv_workspace_size(op, sh->h, sh->w, CQ_CONV_NHWC, CQ_CONV_NHWC, t);
+    void *ws = malloc(ws_bytes), *wsn = malloc(wsn_bytes);
     cq_bench b = {op, x, y, sh->n, sh->h, sh->w, CQ_CONV_NCHW, ws, ws_bytes, tp, 0};
-    cq_bench bn = {op, x_nhwc, y_nhwc, sh->n, sh->h, sh->w, CQ_CONV_NHWC, ws, ws_bytes, tp, 0};
+    cq_bench bn = {op, x_nhwc, y_nhwc, sh->n, sh->h, sh->w, CQ_CONV_NHWC, wsn, wsn_bytes, tp, 0};
     double *cq_ms = calloc((size_t)opt->reps, sizeof(double));
     double *cqn_ms = calloc((size_t)opt->reps, sizeof(double));
+    double *cq_cpu = calloc((size_t)opt->reps, sizeof(double));
+    double *cqn_cpu = calloc((size_t)opt->reps, sizeof(double));
+    double *dn_cpu = calloc((size_t)opt->reps, sizeof(double));
     cq_call(&b);
     cq_call(&bn);
     const long cq_calls = calibrate(cq_call, &b, opt->min_ms);
@@ -379,12 +401,12 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
 #endif
     for (int r = 0; r < opt->reps; r++) {
       pause_ms(30);
-      cq_ms[r] = time_batch(cq_call, &b, cq_calls);
+      cq_ms[r] = time_batch_cpu(cq_call, &b, cq_calls, &cq_cpu[r]);
       pause_ms(30);
-      cqn_ms[r] = time_batch(cq_call, &bn, cqn_calls);
+      cqn_ms[r] = time_batch_cpu(cq_call, &bn, cqn_calls, &cqn_cpu[r]);
 #ifdef CQ_HAVE_DNNL
       pause_ms(30);
-      dn_ms[r] = time_batch(dnnl_conv_call, &d, dn_calls);
+      dn_ms[r] = time_batch_cpu(dnnl_conv_call, &d, dn_calls, &dn_cpu[r]);
 #endif
     }
     const double ops = 2.0 * (double)(sh->n * sh->oc * ho * wo) * (double)kdim;
@@ -409,6 +431,10 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
       }
     }
     printf(", \"layouts_agree\": %s", layouts_agree ? "true" : "false");
+    const double cq_cpu_med = median(cq_cpu, opt->reps), cqn_cpu_med = median(cqn_cpu, opt->reps);
+    if (t == 1) {
+      printf(", \"cquant_cpu_ms\": %.5f, \"cquant_nhwc_cpu_ms\": %.5f", cq_cpu_med, cqn_cpu_med);
+    }
     if (!layouts_agree) status = 1;
 #ifdef CQ_HAVE_DNNL
     const double dn_min = minimum(dn_ms, opt->reps), dn_med = median(dn_ms, opt->reps);
@@ -424,6 +450,11 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
            "\"outputs_differing\": %ld, \"max_output_difference\": %d",
            dn_med, ops / dn_med * 1e-6, dn_min, d.impl, dn_med / cq_med, dn_med / cqn_med,
            dn_min / cq_min, diff, max_diff);
+    if (t == 1) { /* one thread: oneDNN's OpenMP region runs on this thread too */
+      const double dn_cpu_med = median(dn_cpu, opt->reps);
+      printf(", \"onednn_cpu_ms\": %.5f, \"ratio_cpu\": %.3f, \"ratio_nhwc_cpu\": %.3f",
+             dn_cpu_med, dn_cpu_med / cq_cpu_med, dn_cpu_med / cqn_cpu_med);
+    }
     if (d.failed) status = 1;
     free(dn_ms);
     dnnl_conv_teardown(&d);
@@ -434,7 +465,11 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
     if (b.failed || bn.failed) status = 1;
     free(cq_ms);
     free(cqn_ms);
+    free(cq_cpu);
+    free(cqn_cpu);
+    free(dn_cpu);
     free(ws);
+    free(wsn);
     cq_threadpool_destroy(tp);
   }
 #ifdef CQ_HAVE_DNNL

@@ -133,8 +133,9 @@ static void run_case(const conv_case *c) {
       for (int lay = 0; lay < 4; lay++) {
         if (lay > 0 && !c->all_layouts && rnd() % 4) continue;
         const int xl = lay & 1, yl = lay >> 1;
-        const size_t bytes = cq_qconv_workspace_size(op, c->h, c->w,
-                                                     cq_threadpool_threads(pools[t]));
+        const size_t bytes = cq_qconv_workspace_size(
+            op, c->h, c->w, xl ? CQ_CONV_NHWC : CQ_CONV_NCHW, yl ? CQ_CONV_NHWC : CQ_CONV_NCHW,
+            cq_threadpool_threads(pools[t]));
         void *ws = malloc(bytes + 1);
         memset(got, 0xa5, yn + 64);
         CHECK_OK(cq_qconv_run(op, xl ? x_nhwc : x, xl ? CQ_CONV_NHWC : CQ_CONV_NCHW, c->batch,
@@ -262,6 +263,14 @@ static void test_named_shapes(void) {
       run_case(&c);
     }
   }
+  /* small C on rows wider than one 64-pixel vector, with padding and a row stride */
+  for (int64_t C = 1; C <= 3; C++) {
+    base_case(&c, C, 24, 3, 9, 131);
+    c.g.padding[0] = c.g.padding[1] = 1;
+    c.g.stride[0] = C == 2 ? 2 : 1;
+    c.all_layouts = 1;
+    run_case(&c);
+  }
   /* implicit path: widths around 16 and 32 positions, channels around 64 */
   static const int64_t widths[] = {14, 15, 16, 17, 18, 30, 31, 32, 33, 34, 47};
   for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
@@ -356,9 +365,9 @@ static void test_errors(void) {
   CHECK_OK(cq_qconv_create(p, &q, &op));
   uint8_t x[4 * 5 * 5], y[6 * 3 * 3];
   memset(x, 7, sizeof x);
-  const size_t bytes = cq_qconv_workspace_size(op, 5, 5, 1);
+  const size_t bytes = cq_qconv_workspace_size(op, 5, 5, CQ_CONV_NCHW, CQ_CONV_NCHW, 1);
   CHECK(bytes > 0);
-  CHECK_INT_EQ(cq_qconv_workspace_size(op, 2, 2, 1), 0); /* no output */
+  CHECK_INT_EQ(cq_qconv_workspace_size(op, 2, 2, CQ_CONV_NCHW, CQ_CONV_NCHW, 1), 0); /* no output */
   void *ws = malloc(bytes);
   CHECK_STATUS(cq_qconv_run(op, x, CQ_CONV_NCHW, 1, 5, 5, y, CQ_CONV_NCHW, ws, bytes - 1, NULL),
                CQ_EINVAL);

@@ -911,7 +911,10 @@ static cq_status histogram_update(cq_observer *obs, const float *x, int ndim, co
   if (status != CQ_OK) return status;
   /* pass 1; cq_observer_update leaves the NaN / Inf check of this kind's batches to it */
   float xmin, xmax;
-  if (batch_min_max(&job, &xmin, &xmax)) return cq_observer_nonfinite_error(x, n);
+  if (batch_min_max(&job, &xmin, &xmax)) {
+    status = cq_observer_nonfinite_error(x, n); /* finds the first one */
+    if (status != CQ_OK) return status;
+  }
   const float old_min = obs->min_val, old_max = obs->max_val;
   const int uninitialized = old_min == INFINITY && old_max == -INFINITY;
   if (uninitialized || old_min == old_max) {

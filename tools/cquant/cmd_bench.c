@@ -140,7 +140,8 @@ static int bench_conv2d(const long long v[10], int threads, int reps, double min
     cli_error("%s", cq_last_error());
     goto done;
   }
-  const size_t ws_bytes = cq_qconv_workspace_size(op, h, w, cq_threadpool_threads(tp));
+  const size_t ws_bytes = cq_qconv_workspace_size(op, h, w, layout, layout,
+                                                 cq_threadpool_threads(tp));
   ws = malloc(ws_bytes ? ws_bytes : 1);
   if (!ws) {
     cli_error("out of memory for the workspace (%zu bytes)", ws_bytes);

@@ -106,12 +106,11 @@ static inline __m512i cq_conv_rq_pack(const cq_conv_rq *k, __m512i z0, __m512i z
   return k->use_lo ? _mm512_max_epu8(b, k->lo8) : b;
 }
 
-/* Requantizes rows [0, rows) (rows <= 16) x channels [c0, c0 + nc) (nc <= 64) of an int32 block
- * (row stride ld elements, channel c0 + i at column i) into stage[r] (packed order). */
-static inline void cq_conv_rq_rows(const cq_conv_out *o, const cq_conv_rq *k, const int32_t *acc,
-                                   size_t ld, size_t rows, size_t c0, size_t nc, int add_init,
-                                   __m512i *stage) {
-  const size_t np = (nc + 15) / 16;
+/* The body of cq_conv_rq_rows with the record's choices as compile-time constants. */
+static inline __attribute__((always_inline)) void
+cq_conv_rq_rows_t(const cq_conv_out *o, const cq_conv_rq *k, const int32_t *acc, size_t ld,
+                  size_t rows, size_t c0, size_t np, __m512i *stage, const int add_init,
+                  const int is_int, const int need_min, const int use_lo) {
   __m512 sc[4], fb[4], mu[4];
   __m512i in[4];
   for (size_t j = 0; j < 4; j++) {
@@ -124,12 +123,45 @@ static inline void cq_conv_rq_rows(const cq_conv_out *o, const cq_conv_rq *k, co
   for (size_t r = 0; r < rows; r++) {
     const int32_t *a = acc + r * ld;
     __m512i z[4];
+#pragma GCC unroll 4
     for (size_t j = 0; j < 4; j++) {
       __m512i v = j < np ? _mm512_loadu_si512(a + 16 * j) : _mm512_setzero_si512();
       if (add_init) v = _mm512_add_epi32(v, in[j]);
-      z[j] = j < np ? cq_conv_rq_z(k, v, sc[j], fb[j], mu[j]) : _mm512_setzero_si512();
+      __m512 f = _mm512_cvtepi32_ps(v);
+      if (is_int) {
+        f = _mm512_mul_ps(f, mu[j]);
+      } else {
+        f = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(f, sc[j]), fb[j]), mu[j]);
+        if (need_min) f = _mm512_min_ps(k->hi_f, f);
+      }
+      z[j] = _mm512_cvtps_epi32(f);
     }
-    stage[r] = cq_conv_rq_pack(k, z[0], z[1], z[2], z[3]);
+    const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), k->zp16);
+    const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(z[2], z[3]), k->zp16);
+    const __m512i b = _mm512_packus_epi16(p01, p23);
+    stage[r] = use_lo ? _mm512_max_epu8(b, k->lo8) : b;
+  }
+}
+
+/* Requantizes rows [0, rows) (rows <= 16) x channels [c0, c0 + nc) (nc <= 64) of an int32 block
+ * (row stride ld elements, channel c0 + i at column i; add_init: the op's init is still to be
+ * added) into stage[r] (packed order). Channels past nc produce bytes that are never stored. */
+static inline void cq_conv_rq_rows(const cq_conv_out *o, const cq_conv_rq *k, const int32_t *acc,
+                                   size_t ld, size_t rows, size_t c0, size_t nc, int add_init,
+                                   __m512i *stage) {
+  const size_t np = (nc + 15) / 16;
+  if (np == 4 && !add_init && !k->is_int && !k->need_min) { /* the common case, unswitched */
+    if (k->use_lo) {
+      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 1);
+    } else {
+      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 0);
+    }
+    return;
+  }
+  if (k->is_int) {
+    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 1, 0, k->use_lo);
+  } else {
+    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 0, k->need_min, k->use_lo);
   }
 }
 

@@ -445,6 +445,38 @@ void cq_conv_to_nhwc_rows__avx512vnni(const cq_conv_image *im, int64_t r0, int64
   }
 }
 
+void cq_conv_to_nchw_rows__avx512vnni(const uint8_t *x, int64_t c, int64_t h, int64_t w,
+                                      int64_t r0, int64_t r1, uint8_t *dst) {
+  const int64_t plane = h * w;
+  for (int64_t r = r0; r < r1; r++) {
+    for (int64_t c0 = 0; c0 < c; c0 += 64) {
+      const __mmask64 cm = cq_conv_mask64(c - c0);
+      for (int64_t w0 = 0; w0 < w; w0 += 16) {
+        const int64_t wn = w - w0 < 16 ? w - w0 : 16;
+        /* row i: the channels c0 .. c0 + 63 of pixel w0 + i; after the transpose, row b lane k
+         * holds channel c0 + 16k + b of the 16 pixels */
+        __m512i t[16];
+        for (int64_t i = 0; i < 16; i++) {
+          t[i] = i < wn ? _mm512_maskz_loadu_epi8(cm, x + (r * w + w0 + i) * c + c0)
+                        : _mm512_setzero_si512();
+        }
+        cq_conv_transpose16(t);
+        const __mmask16 pm = (__mmask16)((1u << wn) - 1);
+        uint8_t *d0 = dst + (c0 * h + r) * w + w0;
+        for (int b = 0; b < 16; b++) {
+          const __m128i l[4] = {_mm512_castsi512_si128(t[b]), _mm512_extracti32x4_epi32(t[b], 1),
+                                _mm512_extracti32x4_epi32(t[b], 2),
+                                _mm512_extracti32x4_epi32(t[b], 3)};
+          for (int k = 0; k < 4; k++) {
+            const int64_t ch = 16 * k + b;
+            if (c0 + ch < c) _mm_mask_storeu_epi8(d0 + ch * plane, pm, l[k]);
+          }
+        }
+      }
+    }
+  }
+}
+
 /* im2col: each 64-byte chunk of a row is a zx vector into which the pieces of the group's runs
  * that fall in the chunk are merged with masked loads. */
 #define MAX_PIECES 512
@@ -551,11 +583,72 @@ void cq_conv_im2col__avx512vnni(const cq_conv_im2col *ic, int64_t g, int64_t q0,
   }
 }
 
-void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0,
-                               int64_t oh1, uint8_t *z) {
+/* zpx == 8 (kh * C <= 8): the 8 entry rows of 64 pixels are interleaved into 8-byte pixels with
+ * three rounds of unpacks (per 128-bit lane: pixels 2m, 2m + 1 of the lane in vector m), then a
+ * 4 x 4 lane transpose makes each vector 8 consecutive pixels. */
+static void zrows8(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0, int64_t oh1,
+                   uint8_t *z) {
+  const int64_t C = im->c, kh = g->kernel[0], e_count = kh * C, plane = im->h * im->w;
+  const __m512i zx = _mm512_set1_epi8((char)im->zx);
+  for (int64_t oh = oh0; oh < oh1; oh++) {
+    uint8_t *zo = z + oh * im->wp * 8;
+    for (int64_t w0 = 0; w0 < im->wp; w0 += 64) {
+      /* byte t of the chunk is input column w0 + t - pw */
+      const __mmask64 cm = cq_conv_mask64(im->pw + im->w - w0) & ~cq_conv_mask64(im->pw - w0);
+      __m512i r[8];
+      for (int64_t e = 0; e < 8; e++) {
+        r[e] = zx;
+        if (e >= e_count) continue;
+        const int64_t i = e / C, c = e % C;
+        const int64_t ih = oh * g->stride[0] + i * g->dilation[0] - im->ph;
+        if (ih < 0 || ih >= im->h) continue;
+        const uint8_t *row = im->x + c * plane + ih * im->w;
+        r[e] = _mm512_mask_loadu_epi8(zx, cm, cq_conv_at(row, w0 - im->pw));
+      }
+      __m512i a[8], b[8], q[8];
+      for (int h = 0; h < 4; h++) { /* byte pairs (2h, 2h + 1): pixels 0-7 / 8-15 of each lane */
+        a[2 * h] = _mm512_unpacklo_epi8(r[2 * h], r[2 * h + 1]);
+        a[2 * h + 1] = _mm512_unpackhi_epi8(r[2 * h], r[2 * h + 1]);
+      }
+      for (int h = 0; h < 2; h++) { /* word pairs: dwords of entries 4h .. 4h + 3 */
+        b[4 * h + 0] = _mm512_unpacklo_epi16(a[4 * h], a[4 * h + 2]);     /* pixels 0-3 */
+        b[4 * h + 1] = _mm512_unpackhi_epi16(a[4 * h], a[4 * h + 2]);     /* 4-7 */
+        b[4 * h + 2] = _mm512_unpacklo_epi16(a[4 * h + 1], a[4 * h + 3]); /* 8-11 */
+        b[4 * h + 3] = _mm512_unpackhi_epi16(a[4 * h + 1], a[4 * h + 3]); /* 12-15 */
+      }
+      for (int t = 0; t < 4; t++) { /* qwords: pixels 4t, 4t + 1 and 4t + 2, 4t + 3 */
+        q[2 * t] = _mm512_unpacklo_epi32(b[t], b[4 + t]);
+        q[2 * t + 1] = _mm512_unpackhi_epi32(b[t], b[4 + t]);
+      }
+      /* q[m] lane k: pixels 16k + 2m, 16k + 2m + 1; gather lane k of q[4u .. 4u + 3] */
+      for (int u = 0; u < 2; u++) {
+        const __m512i t0 = _mm512_shuffle_i64x2(q[4 * u], q[4 * u + 1], 0x44);     /* 0a 1a 0b 1b */
+        const __m512i t1 = _mm512_shuffle_i64x2(q[4 * u + 2], q[4 * u + 3], 0x44); /* 2a 3a 2b 3b */
+        const __m512i t2 = _mm512_shuffle_i64x2(q[4 * u], q[4 * u + 1], 0xee);
+        const __m512i t3 = _mm512_shuffle_i64x2(q[4 * u + 2], q[4 * u + 3], 0xee);
+        const __m512i o[4] = {
+            _mm512_shuffle_i64x2(t0, t1, 0x88), _mm512_shuffle_i64x2(t0, t1, 0xdd),
+            _mm512_shuffle_i64x2(t2, t3, 0x88), _mm512_shuffle_i64x2(t2, t3, 0xdd)};
+        for (int k = 0; k < 4; k++) { /* pixels 16k + 8u .. 16k + 8u + 7 */
+          const int64_t px0 = w0 + 16 * k + 8 * u;
+          const int64_t n = im->wp - px0;
+          if (n <= 0) continue;
+          _mm512_mask_storeu_epi8(zo + px0 * 8, cq_conv_mask64(n * 8), o[k]);
+        }
+      }
+    }
+  }
+}
+
+void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, int64_t zpx,
+                               int64_t oh0, int64_t oh1, uint8_t *z) {
   const int64_t C = im->c, kh = g->kernel[0], e_count = kh * C;
   if (!im->nchw || e_count > 64) {
-    cq_conv_zrows__scalar(im, g, oh0, oh1, z);
+    cq_conv_zrows__scalar(im, g, zpx, oh0, oh1, z);
+    return;
+  }
+  if (zpx == 8) {
+    zrows8(im, g, oh0, oh1, z);
     return;
   }
   const __m512i zx = _mm512_set1_epi8((char)im->zx);

@@ -57,6 +57,7 @@ static cq_status plan_segments(cq_qconv_packed *p) {
   p->rowseg = k_rows * 4 <= k_single * 5;
   p->zrows = !p->rowseg && !p->depthwise && g->groups == 1 && g->stride[1] == 1 &&
              g->dilation[1] == 1 && !p->has_w_zp;
+  p->zpx = kh * cg <= 8 ? 8 : kh * cg;
   p->nseg = p->rowseg ? (int)nrow : 1;
   p->seg = cq_calloc_for((size_t)p->nseg, sizeof *p->seg, "convolution segments");
   if (!p->seg) return CQ_ENOMEM;
@@ -69,8 +70,9 @@ static cq_status plan_segments(cq_qconv_packed *p) {
       kdst += round64(len);
     }
   } else {
-    p->seg[0] = (cq_conv_seg){0, 0, 0, (int32_t)(p->taps * cg), 0};
-    kdst = k_single;
+    const int64_t run = p->zrows ? (kw - 1) * p->zpx + kh * cg : p->taps * cg;
+    p->seg[0] = (cq_conv_seg){0, 0, 0, (int32_t)run, 0};
+    kdst = round64(run);
   }
   p->k_packed = kdst;
   p->ksteps = kdst / 64;

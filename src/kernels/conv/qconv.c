@@ -109,7 +109,8 @@ static cq_status fill_channels(cq_qconv_op *op) {
       }
       const uint32_t zw = (uint32_t)p->w_zp[o], sum = (uint32_t)p->w_sum[o];
       const uint32_t ib = op->rq.kind == CQ_OUT_U8_INT ? (uint32_t)op->rq.ibias[o] : 0u;
-      /* full windows (padding holds zx): sum (x-zx)(w-zw) = sum x*w - zw sum x - zx sum w + T zx zw */
+      /* full windows (padding holds zx):
+       * sum (x - zx)(w - zw) = sum x*w - zw sum x - zx sum w + T zx zw */
       op->init[i] = (int32_t)(taps_zx * zw - zx * sum + ib);
       op->offset[i] = (int32_t)(kzx * zw - zx * sum);
       op->ibias[i] = op->rq.ibias[o];
@@ -210,12 +211,15 @@ typedef struct conv_dims {
   size_t img_bytes;    /* shared NHWC image (GEMM paths) */
   size_t aoff_bytes;   /* shared K-step offsets */
   size_t thread_bytes; /* per thread */
+  size_t planar_x_bytes; /* NHWC input converted to NCHW planes (depthwise, small-C paths) */
+  size_t planar_y_bytes; /* NCHW output staging before the NHWC output (depthwise) */
   size_t col_bytes, stage_bytes;
 } conv_dims;
 
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
 
-static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, conv_dims *d) {
+static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layout xl,
+                      cq_conv_layout yl, conv_dims *d) {
   const cq_qconv_packed *p = op->p;
   const cq_conv_geom *g = &p->g;
   memset(d, 0, sizeof *d);
@@ -244,13 +248,15 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, conv_dims *d)
       d->plane_bytes = align64((size_t)(d->hp * d->wpp) + CQ_CONV_SLACK +
                                4 * (size_t)p->dw_groups);
     }
-    /* + NHWC output staging */
-    d->thread_bytes = d->plane_bytes + d->flat_bytes + align64((size_t)(d->ho * d->wo));
+    d->thread_bytes = d->plane_bytes + d->flat_bytes;
+    if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
+    if (yl == CQ_CONV_NHWC) d->planar_y_bytes = align64((size_t)(O * d->ho * d->wo));
     return;
   }
   d->aoff_bytes = align64(sizeof(int64_t) * (size_t)(g->groups * p->ksteps));
   if (op->path == PATH_ZROWS) {
-    const int64_t px = g->kernel[0] * C; /* bytes per pixel of the interleaved image */
+    const int64_t px = p->zpx; /* bytes per pixel of the interleaved image */
+    if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
     d->img_bytes = align64((size_t)((d->ho * d->wp + 32) * px) + CQ_CONV_SLACK);
     d->mv = (d->ho - 1) * d->wp + d->wo;
     return;
@@ -269,13 +275,15 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, conv_dims *d)
   d->thread_bytes = d->col_bytes + d->stage_bytes;
 }
 
-size_t cq_qconv_workspace_size(const cq_qconv_op *op, int64_t h, int64_t w, int threads) {
+size_t cq_qconv_workspace_size(const cq_qconv_op *op, int64_t h, int64_t w,
+                               cq_conv_layout x_layout, cq_conv_layout y_layout, int threads) {
   if (!op || h < 1 || w < 1) return 0;
   conv_dims d;
-  plan_dims(op, h, w, &d);
+  plan_dims(op, h, w, x_layout, y_layout, &d);
   if (d.ho < 1 || d.wo < 1) return 0;
   if (threads < 1) threads = 1;
-  return 64 + d.img_bytes + d.aoff_bytes + (size_t)threads * d.thread_bytes;
+  return 64 + d.img_bytes + d.aoff_bytes + d.planar_x_bytes + d.planar_y_bytes +
+         (size_t)threads * d.thread_bytes;
 }
 
 /* ---- run ------------------------------------------------------------------------------------ */
@@ -291,13 +299,41 @@ typedef struct conv_job {
   const uint8_t *a;    /* implicit paths: row 0 of the GEMM's activations */
   size_t lda;
   uint8_t *threads_mem;
+  uint8_t *planes_y;    /* depthwise: where the NCHW output planes go (y itself for NCHW) */
+  const uint8_t *x_nhwc; /* NHWC input being converted to planes */
   int64_t units;       /* items the parallel loop splits */
 } conv_job;
+
+static void to_planes_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  (void)thread;
+  uint8_t *dst = (uint8_t *)j->im.x;
+  if (j->op->isa >= CQ_ISA_AVX512VNNI) {
+    cq_conv_to_nchw_rows__avx512vnni(j->x_nhwc, j->im.c, j->im.h, j->im.w, begin, end, dst);
+  } else {
+    cq_conv_to_nchw_rows__scalar(j->x_nhwc, j->im.c, j->im.h, j->im.w, begin, end, dst);
+  }
+}
+
+/* NCHW output planes (the depthwise staging) to the NHWC output: rows of the output image. */
+static void from_planes_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  (void)thread;
+  const cq_qconv_packed *p = j->op->p;
+  const cq_conv_image out = {.x = j->planes_y, .nchw = 1, .c = p->g.out_channels, .h = j->d->ho,
+                             .w = j->d->wo, .ph = 0, .pw = 0, .hp = j->d->ho, .wp = j->d->wo,
+                             .zx = 0, .dst = j->y};
+  if (j->op->isa >= CQ_ISA_AVX512VNNI) {
+    cq_conv_to_nhwc_rows__avx512vnni(&out, begin, end);
+  } else {
+    cq_conv_to_nhwc_rows__scalar(&out, begin, end);
+  }
+}
 
 static void zrows_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_job *j = ctx;
   (void)thread;
-  cq_conv_zrows__avx512vnni(&j->im, &j->op->p->g, begin, end, j->im.dst);
+  cq_conv_zrows__avx512vnni(&j->im, &j->op->p->g, j->op->p->zpx, begin, end, j->im.dst);
 }
 
 static void image_part(void *ctx, int thread, int64_t begin, int64_t end) {
@@ -317,6 +353,8 @@ static cq_conv_out group_out(const conv_job *j, int64_t gi, int64_t vw) {
   cq_conv_out o = op->out;
   const int64_t i0 = gi * op->og_pad;
   o.init = op->init + i0;
+  o.init_zero = 1;
+  for (int64_t c = 0; c < p->og && o.init_zero; c++) o.init_zero = o.init[c] == 0;
   o.scale = op->scale + i0;
   o.fbias = op->fbias + i0;
   o.mult = op->mult + i0;
@@ -414,8 +452,7 @@ static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_dims *d = j->d;
   uint8_t *plane = j->threads_mem + (size_t)thread * d->thread_bytes;
   uint8_t *flat = plane + d->plane_bytes;
-  uint8_t *stage = flat + d->flat_bytes;
-  const int64_t C = p->g.out_channels, positions = d->ho * d->wo;
+  const int64_t positions = d->ho * d->wo;
   for (int64_t c = begin; c < end; c++) {
     const int64_t extra = 4 * p->dw_groups;
     if (op->path == PATH_DW_VNNI) {
@@ -423,7 +460,7 @@ static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
     } else {
       cq_conv_plane__scalar(&j->im, c, d->wpp, extra, c > begin, plane);
     }
-    uint8_t *yc = j->y_nchw ? j->y + c * positions : stage;
+    uint8_t *yc = j->planes_y + c * positions;
     cq_conv_out out = group_out(j, c, d->wo);
     out.nchw = 1;
     const cq_conv_dw dw = {.p = p, .wpp = d->wpp, .ho = d->ho, .wo = d->wo, .flat = d->dw_flat,
@@ -432,9 +469,6 @@ static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
       cq_u8_dwconv__avx512vnni(&dw, c, plane, yc);
     } else {
       cq_u8_dwconv__scalar(&dw, c, plane, yc, op->x_zp, &op->rq);
-    }
-    if (!j->y_nchw) {
-      for (int64_t q = 0; q < positions; q++) j->y[q * C + c] = stage[q];
     }
   }
 }
@@ -457,7 +491,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
   const cq_qconv_packed *p = op->p;
   const cq_conv_geom *g = &p->g;
   conv_dims d;
-  plan_dims(op, h, w, &d);
+  plan_dims(op, h, w, x_layout, y_layout, &d);
   if (d.ho < 1 || d.wo < 1) {
     return cq_fail(CQ_ESHAPE, "the dilated kernel (%lld x %lld) is larger than the padded input "
                    "(%lld x %lld)", (long long)(g->dilation[0] * (g->kernel[0] - 1) + 1),
@@ -465,9 +499,11 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
                    (long long)d.wp);
   }
   if (batch == 0) return CQ_OK;
-  if (!x || !y || !workspace) return cq_fail(CQ_EINVAL, "convolution input, output or workspace is NULL");
+  if (!x || !y || !workspace) {
+    return cq_fail(CQ_EINVAL, "convolution input, output or workspace is NULL");
+  }
   const int pool_threads = cq_threadpool_threads(tp);
-  const size_t need = cq_qconv_workspace_size(op, h, w, pool_threads);
+  const size_t need = cq_qconv_workspace_size(op, h, w, x_layout, y_layout, pool_threads);
   if (workspace_bytes < need) {
     return cq_fail(CQ_EINVAL, "convolution workspace of %zu bytes is smaller than the %zu needed",
                    workspace_bytes, need);
@@ -481,7 +517,9 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
                          .dst = ws};
   int64_t *aoff = (int64_t *)(ws + d.img_bytes);
   j.aoff = aoff;
-  j.threads_mem = ws + d.img_bytes + d.aoff_bytes;
+  uint8_t *planar_x = ws + d.img_bytes + d.aoff_bytes;
+  uint8_t *planar_y = planar_x + d.planar_x_bytes;
+  j.threads_mem = planar_y + d.planar_y_bytes;
   const int64_t macs = d.ho * d.wo * O * p->cg * p->taps;
   const int threads = threads_for(tp, macs);
   if (op->path == PATH_IMPLICIT || op->path == PATH_IM2COL_FAST || op->path == PATH_ZROWS) {
@@ -498,24 +536,32 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
   }
   if (op->path != PATH_DW_VNNI && op->path != PATH_DW_SCALAR) {
     /* readable, defined slack after the image */
-    const size_t img = (size_t)(op->path == PATH_ZROWS ? d.ho * d.wp * g->kernel[0] * C
-                                                       : d.hp * d.wp * C);
+    const size_t img = (size_t)(op->path == PATH_ZROWS ? d.ho * d.wp * p->zpx : d.hp * d.wp * C);
     memset(ws + img, op->x_zp, d.img_bytes - img);
   }
   for (int64_t n = 0; n < batch; n++) {
     j.x = x + n * C * h * w;
     j.y = y + n * O * d.ho * d.wo;
     j.im.x = j.x;
+    if (d.planar_x_bytes) { /* NHWC input to NCHW planes first */
+      j.x_nhwc = j.x;
+      j.im.x = planar_x;
+      j.im.nchw = 1;
+      cq_parallel_for(tp, h, C * h * w >= 65536 ? threads : 1, to_planes_part, &j);
+    }
     if (op->path == PATH_DW_VNNI || op->path == PATH_DW_SCALAR) {
+      j.planes_y = d.planar_y_bytes ? planar_y : j.y;
       cq_parallel_for(tp, C, threads, depthwise_part, &j);
+      if (d.planar_y_bytes) {
+        cq_parallel_for(tp, d.ho, O * d.ho * d.wo >= 65536 ? threads : 1, from_planes_part, &j);
+      }
       continue;
     }
     j.units = (d.mv + 31) / 32;
     if (op->path == PATH_ZROWS) {
-      cq_parallel_for(tp, d.ho, d.ho * d.wp * g->kernel[0] * C >= 65536 ? threads : 1, zrows_part,
-                      &j);
+      cq_parallel_for(tp, d.ho, d.ho * d.wp * p->zpx >= 65536 ? threads : 1, zrows_part, &j);
       j.a = ws;
-      j.lda = (size_t)(g->kernel[0] * C);
+      j.lda = (size_t)p->zpx;
       cq_parallel_for(tp, j.units, threads, implicit_part, &j);
       continue;
     }

@@ -21,27 +21,37 @@
  *
  * Paths (cq_qconv_path_name):
  *   "depthwise"  groups == C == O: a direct kernel over a zero-point-padded copy of each input
- *                plane, NCHW in and out. AVX-512 VNNI: output positions in the vector lanes (4
- *                strided phases of 16 lanes, so each dword of input bytes is one vpdpbusd window
- *                of up to 4 taps), strides 1, 2 and 4 (others: the scalar kernel).
+ *                plane (NCHW; an NHWC input or output goes through NCHW planes in the workspace).
+ *                AVX-512 VNNI: output positions in the vector lanes, in P = 4 / stride_w
+ *                interleaved phases of 16 lanes, so each dword of input bytes is one vpdpbusd
+ *                window of up to 4 taps; two output rows per step share their input rows;
+ *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel).
  *   "implicit"   stride 1, no weight zero point, VNNI or AMX: implicit GEMM on a zero-point-padded
  *                NHWC copy of the image. Output positions are taken on the padded width (the few
  *                columns past Wo are computed and dropped), so the activations of kernel row i are
  *                the image shifted by i rows: every tile row is one contiguous run of kw*C bytes,
  *                loaded in place (AMX tile loads with the pixel stride, VNNI 4-byte broadcasts).
- *                Small C (a kernel row of kw*C bytes would waste most of a 64-byte K step): the
- *                whole k*k*C window is one K run, read in place from a kernel-row-interleaved
- *                copy of the image (each pixel holds the kh input rows its output row needs, so
- *                the window of an output position is kw*kh*C contiguous bytes): C = 1..4 fill K.
+ *                Small C (stride_w 1, groups 1): a kernel row of kw*C bytes would waste most of a
+ *                64-byte K step, so the whole window is one K run, read in place from a
+ *                kernel-row-interleaved copy of the image (each pixel holds the kh input rows its
+ *                output row needs, padded to 8 bytes when that is <= 8, so the window of an output
+ *                position is kw * 8 contiguous bytes): C = 1..4 share one K step.
  *   "im2col"     everything else: im2col rows in the packed K order, then the same GEMM kernels
  *                (VNNI/AMX), or the GEMM block kernels of kernels/gemm/qgemm.h (scalar, AVX2,
  *                and any ISA when the weights have nonzero zero points).
  *
+ * Output stage (avx512-inl.h): 16 positions x 64 channels at a time, requantized with the engine's
+ * float or integer form and packed to bytes in the 16-bit domain; NHWC rows are stored directly,
+ * NCHW output is transposed 16 x 16 bytes per lane and stored to the channel planes (runs of rows
+ * that are consecutive output positions). On this Sapphire Rapids the AMX tile unit and the vector
+ * units do not overlap (their times add; measured), so the kernels do not try to interleave them.
+ *
  * Packed weights: per group, panels of 16 output channels exactly as qgemm.h describes, over a K
  * dimension made of segments (runs of activation bytes that are contiguous in an NHWC image:
  * kernel row i of a group-1 convolution with dilation 1 is kw*C bytes; otherwise one tap of C/groups
- * bytes; or a single run of kh*kw*C/groups bytes in (i, j, c) order for small inputs), each
- * segment starting at a multiple of 64 in K and padded with zero weights. */
+ * bytes; or a single run of the whole window for small inputs, in (j, i, c) order with 8-byte
+ * columns for the small-C implicit path, else (i, j, c)), each segment starting at a multiple of 64
+ * in K and padded with zero weights. Depthwise weights are kept as tap dwords (see dw_w). */
 #ifndef CQ_KERNELS_CONV_QCONV_H
 #define CQ_KERNELS_CONV_QCONV_H
 
@@ -100,14 +110,15 @@ cq_isa cq_qconv_isa(const cq_qconv_op *op);
 /* "depthwise", "implicit" or "im2col" (see the top of this file). */
 const char *cq_qconv_path_name(const cq_qconv_op *op);
 
-/* Bytes of workspace cq_qconv_run needs for images of h x w with a pool of `threads` threads (the
- * result of cq_threadpool_threads), or 0 when the output would be empty. */
-size_t cq_qconv_workspace_size(const cq_qconv_op *op, int64_t h, int64_t w, int threads);
+/* Bytes of workspace cq_qconv_run needs for images of h x w in these layouts with a pool of
+ * `threads` threads (the result of cq_threadpool_threads), or 0 when the output would be empty. */
+size_t cq_qconv_workspace_size(const cq_qconv_op *op, int64_t h, int64_t w,
+                               cq_conv_layout x_layout, cq_conv_layout y_layout, int threads);
 
 /* Runs the convolution on `batch` images of h x w: x and y in the given layouts (contiguous), the
- * workspace of at least cq_qconv_workspace_size(op, h, w, cq_threadpool_threads(tp)) bytes (any
- * alignment; workspace_bytes says how many there are). x and y must not overlap. tp may be NULL.
- * Never allocates. Errors: CQ_EINVAL (null pointers, batch < 0, sizes < 1, a workspace too small),
+ * workspace of at least cq_qconv_workspace_size(op, h, w, x_layout, y_layout,
+ * cq_threadpool_threads(tp)) bytes (any alignment; workspace_bytes says how many there are). x and
+ * y must not overlap. tp may be NULL. Never allocates. Errors: CQ_EINVAL (null pointers, batch < 0, sizes < 1, a workspace too small),
  * CQ_ESHAPE (the dilated kernel does not fit the padded input). */
 cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x_layout,
                        int64_t batch, int64_t h, int64_t w, uint8_t *y, cq_conv_layout y_layout,
@@ -141,6 +152,7 @@ struct cq_qconv_packed {
   int zrows;           /* single (j, i, c) run readable from a kernel-row-interleaved image (the
                         * small-C implicit path: groups 1, stride_w and dilation_w 1, no weight
                         * zero point) */
+  int64_t zpx;         /* zrows: bytes per pixel of that image (kh * C, or 8 when that is <= 8) */
   int nseg;
   cq_conv_seg *seg;
   int64_t k_packed;    /* K of the packed panels (sum of 64-padded segments) */
@@ -161,10 +173,11 @@ struct cq_qconv_packed {
   int32_t *dw_ones;    /* kh * dw_groups (the same for every channel) */
 };
 
-/* K position of the first channel of tap (i, j) in a single-run layout: (j, i, c) order for
- * zrows (the window is then contiguous in the kernel-row-interleaved image), else (i, j, c). */
+/* K position of the first channel of tap (i, j) in a single-run layout: j * zpx + i * C for zrows
+ * (the window is then contiguous in the kernel-row-interleaved image, with zpx - kh * C unused
+ * bytes after each column), else (i * kw + j) * C. */
 static inline int64_t cq_conv_single_k(const cq_qconv_packed *p, int64_t i, int64_t j) {
-  return (p->zrows ? j * p->g.kernel[0] + i : i * p->g.kernel[1] + j) * p->cg;
+  return p->zrows ? j * p->zpx + i * p->cg : (i * p->g.kernel[1] + j) * p->cg;
 }
 
 /* Output stage of one group: channels [0, n) of the group, requantized with the fast-path forms
@@ -173,11 +186,12 @@ static inline int64_t cq_conv_single_k(const cq_qconv_packed *p, int64_t i, int6
  * output row q / vw, column q % vw, dropped when the column is >= wo. */
 typedef struct cq_conv_out {
   cq_out_kind kind;      /* CQ_OUT_U8_INT or CQ_OUT_U8_FLOAT */
-  const int32_t *init;   /* per channel: the accumulator's start (zero-point terms, QNNPACK's bias) */
+  const int32_t *init;   /* per channel: the accumulator's start (zero-point terms, QNNPACK bias) */
   const float *scale, *fbias, *mult;
   int32_t y_zp, y_min;
   float hi_f;            /* 255 - y_zp */
   int need_min;          /* the float stage can exceed 2^30: clamp at hi_f before converting */
+  int init_zero;         /* every init is 0 (no input zero point and no integer bias) */
   uint8_t *y;
   int nchw;
   int64_t plane, ldy;
@@ -230,6 +244,11 @@ typedef struct cq_conv_image {
 } cq_conv_image;
 void cq_conv_to_nhwc_rows__scalar(const cq_conv_image *im, int64_t r0, int64_t r1);
 void cq_conv_to_nhwc_rows__avx512vnni(const cq_conv_image *im, int64_t r0, int64_t r1);
+/* Rows [r0, r1) of an NHWC image x (h x w x c) written as NCHW planes to dst (no padding). */
+void cq_conv_to_nchw_rows__scalar(const uint8_t *x, int64_t c, int64_t h, int64_t w, int64_t r0,
+                                  int64_t r1, uint8_t *dst);
+void cq_conv_to_nchw_rows__avx512vnni(const uint8_t *x, int64_t c, int64_t h, int64_t w,
+                                      int64_t r0, int64_t r1, uint8_t *dst);
 /* The padded plane of channel c (row stride wpp >= Wp, then 256 + extra bytes of zx). With
  * rows_only, only the input rows are written (the padding rows and the slack are still there from
  * an earlier call on the same buffer with the same geometry). */
@@ -239,13 +258,13 @@ void cq_conv_plane__avx512vnni(const cq_conv_image *im, int64_t c, int64_t wpp, 
                                int rows_only, uint8_t *plane);
 
 /* Kernel-row-interleaved image of output rows [oh0, oh1): for output row oh, padded column w,
- * kernel row i and channel c, z[((oh * Wp + w) * kh + i) * C + c] = padded input (oh * sh + i * dh,
- * w) (zx in the padding), so the window of output (oh, ow) with stride_w 1 is the kw * kh * C
- * bytes at z + (oh * Wp + ow) * kh * C, in (j, i, c) order. */
-void cq_conv_zrows__scalar(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0,
-                           int64_t oh1, uint8_t *z);
-void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0,
-                               int64_t oh1, uint8_t *z);
+ * kernel row i and channel c, z[(oh * Wp + w) * zpx + i * C + c] = padded input (oh * sh + i * dh,
+ * w) (zx in the padding and in the zpx - kh * C bytes after each pixel), so the window of output
+ * (oh, ow) with stride_w 1 is the kw * zpx bytes at z + (oh * Wp + ow) * zpx. */
+void cq_conv_zrows__scalar(const cq_conv_image *im, const cq_conv_geom *g, int64_t zpx,
+                           int64_t oh0, int64_t oh1, uint8_t *z);
+void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, int64_t zpx,
+                               int64_t oh0, int64_t oh1, uint8_t *z);
 
 /* im2col rows [q0, q0 + rows) of output positions (row-major over Ho x Wo) of group g into
  * col (row stride k_packed): the group's segments from the padded NHWC image img (Wp x C), gaps

@@ -28,6 +28,16 @@ void cq_conv_to_nhwc_rows__scalar(const cq_conv_image *im, int64_t r0, int64_t r
   }
 }
 
+void cq_conv_to_nchw_rows__scalar(const uint8_t *x, int64_t c, int64_t h, int64_t w, int64_t r0,
+                                  int64_t r1, uint8_t *dst) {
+  for (int64_t r = r0; r < r1; r++) {
+    for (int64_t iw = 0; iw < w; iw++) {
+      const uint8_t *px = x + (r * w + iw) * c;
+      for (int64_t ch = 0; ch < c; ch++) dst[(ch * h + r) * w + iw] = px[ch];
+    }
+  }
+}
+
 void cq_conv_plane__scalar(const cq_conv_image *im, int64_t c, int64_t wpp, int64_t extra,
                            int rows_only, uint8_t *plane) {
   if (!rows_only) memset(plane, im->zx, (size_t)(im->hp * wpp + 256 + extra));
@@ -114,21 +124,47 @@ void cq_u8_dwconv__scalar(const cq_conv_dw *d, int64_t c, const uint8_t *plane, 
   }
 }
 
-void cq_conv_zrows__scalar(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0,
-                           int64_t oh1, uint8_t *z) {
-  const int64_t C = im->c, kh = g->kernel[0];
+/* Copies n pixels of C bytes from src (stride C) to dst (stride `stride`); constant small C lets
+ * the compiler turn each copy into one move. */
+static inline __attribute__((always_inline)) void copy_pixels(uint8_t *dst, int64_t stride,
+                                                              const uint8_t *src, int64_t n,
+                                                              const int64_t C) {
+  for (int64_t w = 0; w < n; w++) memcpy(dst + w * stride, src + w * C, (size_t)C);
+}
+
+void cq_conv_zrows__scalar(const cq_conv_image *im, const cq_conv_geom *g, int64_t zpx,
+                           int64_t oh0, int64_t oh1, uint8_t *z) {
+  const int64_t C = im->c, kh = g->kernel[0], px = zpx;
   for (int64_t oh = oh0; oh < oh1; oh++) {
+    uint8_t *zo = z + oh * im->wp * px;
+    if (px > kh * C) { /* the unused bytes after each pixel */
+      for (int64_t w = 0; w < im->wp; w++) {
+        memset(zo + w * px + kh * C, im->zx, (size_t)(px - kh * C));
+      }
+    }
     for (int64_t i = 0; i < kh; i++) {
       const int64_t ih = oh * g->stride[0] + i * g->dilation[0] - im->ph;
+      uint8_t *zi = zo + i * C;
       for (int64_t w = 0; w < im->wp; w++) {
         const int64_t iw = w - im->pw;
-        uint8_t *dst = z + ((oh * im->wp + w) * kh + i) * C;
-        const int inside = ih >= 0 && ih < im->h && iw >= 0 && iw < im->w;
-        for (int64_t c = 0; c < C; c++) {
-          dst[c] = !inside ? im->zx
-                   : im->nchw ? im->x[(c * im->h + ih) * im->w + iw]
-                              : im->x[(ih * im->w + iw) * C + c];
+        if (ih < 0 || ih >= im->h || iw < 0 || iw >= im->w) memset(zi + w * px, im->zx, (size_t)C);
+      }
+      if (ih < 0 || ih >= im->h) continue;
+      uint8_t *dst = zi + im->pw * px;
+      if (!im->nchw) {
+        const uint8_t *src = im->x + ih * im->w * C;
+        switch (C) { /* the usual small channel counts get fixed-size copies */
+          case 1: copy_pixels(dst, px, src, im->w, 1); break;
+          case 2: copy_pixels(dst, px, src, im->w, 2); break;
+          case 3: copy_pixels(dst, px, src, im->w, 3); break;
+          case 4: copy_pixels(dst, px, src, im->w, 4); break;
+          default: copy_pixels(dst, px, src, im->w, C); break;
         }
+        continue;
+      }
+      for (int64_t c = 0; c < C; c++) {
+        const uint8_t *src = im->x + (c * im->h + ih) * im->w;
+        for (int64_t iw = 0; iw < im->w; iw++) dst[iw * px + c] = src[iw];
       }
     }
   }

@@ -6,7 +6,9 @@
  * engines pad with the input zero point); the kernels of kernels/conv/qconv.h compute it (the
  * weight is packed once at construction) and requantize with the engine's rule, bit-identically on
  * every ISA and thread count. Activations stay in cquant's NCHW layout: the kernels read NCHW
- * directly (depthwise) or convert the image to a padded NHWC copy once per call, and write NCHW.
+ * directly (depthwise planes) or build one padded copy of the image per call in the layout their
+ * path reads (NHWC, or the kernel-row-interleaved image of small-C inputs), and write NCHW (16 x 16
+ * byte transposes in the output stage).
  *
  * The operator binding the packed weight to the input's qparams (requantization constants, zero
  * point terms) is cached per (ISA, input scale, input zero point), a few entries under a mutex, so
@@ -185,7 +187,7 @@ static cq_status qconv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
   void *ws = NULL;
   if (st == CQ_OK) {
     cq_threadpool *tp = cq_default_threadpool();
-    const size_t bytes = cq_qconv_workspace_size(op, s.height, s.width,
+    const size_t bytes = cq_qconv_workspace_size(op, s.height, s.width, CQ_CONV_NCHW, CQ_CONV_NCHW,
                                                  cq_threadpool_threads(tp));
     ws = cq_malloc_for(bytes, "convolution workspace");
     st = ws ? cq_qconv_run(op, x->data, CQ_CONV_NCHW, s.batch, s.height, s.width, y->data,
