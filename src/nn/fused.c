@@ -7,18 +7,24 @@
 
 /* Runs child "0" then child "1". The children are looked up by name: a fused module may also hold
  * an "activation_post_process" child, which the module core applies to the output. */
+/* A fused module is an nn.Sequential in PyTorch: forward runs every child in order, including an
+ * attached activation_post_process, which the post hook then runs once more (PyTorch observes a
+ * prepared fused module's output twice; moving-average observers and fake-quants see both). */
 static cq_status fused_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
                                cq_tensor **out) {
   (void)nin;
   (void)nout;
-  cq_module *first = cq_module_find(m, "0");
-  cq_module *second = first ? cq_module_find(m, "1") : NULL;
-  if (!first || !second) return cq_module_fail(m, CQ_ESTATE, "children (0) and (1) are required");
-  cq_tensor *mid = NULL;
-  cq_status st = cq_module_forward1(first, ctx, in[0], &mid);
-  if (st != CQ_OK) return cq_fail_context(st, "%s child (0)", m->type->name);
-  st = cq_module_forward1(second, ctx, mid, &out[0]);
-  if (st != CQ_OK) return cq_fail_context(st, "%s child (1)", m->type->name);
+  if (!cq_module_find(m, "0") || !cq_module_find(m, "1")) {
+    return cq_module_fail(m, CQ_ESTATE, "children (0) and (1) are required");
+  }
+  cq_tensor *x = in[0];
+  for (int i = 0; i < m->nchildren; i++) {
+    cq_tensor *y = NULL;
+    cq_status st = cq_module_forward1(m->children[i], ctx, x, &y);
+    if (st != CQ_OK) return cq_fail_context(st, "%s child (%s)", m->type->name, m->child_names[i]);
+    x = y;
+  }
+  out[0] = x;
   return CQ_OK;
 }
 
