@@ -1,5 +1,6 @@
-/* cquant bench --op conv2d: time one quantized operator on random data and print the median.
+/* cquant bench: time one quantized operator on random data and print the median.
  *
+ *   cquant bench --op linear --shape M,K,N [--threads T]
  *   cquant bench --op conv2d --shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] [--threads T]
  *                [--reps R] [--min-ms MS] [--engine x86|fbgemm|qnnpack|onednn] [--relu]
  *                [--layout nchw|nhwc]
@@ -21,7 +22,8 @@
 #include "kernels/conv/qconv.h"
 
 static const char bench_help[] =
-    "usage: cquant bench --op conv2d --shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] [OPTIONS]\n"
+    "usage: cquant bench --op linear --shape M,K,N [OPTIONS]\n"
+    "       cquant bench --op conv2d --shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] [OPTIONS]\n"
     "\n"
     "Times the quantized operator on random data (weights packed once) and prints JSON with the\n"
     "median milliseconds per call and GOP/s (2 x multiply-adds per second).\n"
@@ -48,6 +50,40 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Times `call` (which records a failure in *failed): picks calls per repetition so one repetition
+ * lasts at least min_ms, then returns the median and minimum milliseconds per call over `reps`. */
+typedef void (*bench_call_fn)(void *ctx);
+
+static double time_calls(bench_call_fn call, void *ctx, const cq_status *failed, long calls) {
+  const double t0 = now_s();
+  for (long i = 0; i < calls && *failed == CQ_OK; i++) call(ctx);
+  return (now_s() - t0) * 1e3 / (double)calls;
+}
+
+static cq_status bench_loop(bench_call_fn call, void *ctx, const cq_status *failed, int reps,
+                            double min_ms, double *median_ms, double *min_out, long *calls_out) {
+  call(ctx); /* warm-up */
+  long calls = 1;
+  for (;;) {
+    const double ms = time_calls(call, ctx, failed, calls) * (double)calls;
+    if (*failed != CQ_OK || ms >= min_ms * 0.5 || calls > (1L << 24)) {
+      const long want = (long)ceil((double)calls * min_ms / (ms > 1e-6 ? ms : 1e-6));
+      calls = want < 1 ? 1 : want;
+      break;
+    }
+    calls *= 4;
+  }
+  double *times = malloc(sizeof(double) * (size_t)reps);
+  if (!times) return cq_fail(CQ_ENOMEM, "out of memory");
+  for (int i = 0; i < reps; i++) times[i] = time_calls(call, ctx, failed, calls);
+  qsort(times, (size_t)reps, sizeof *times, cmp_double);
+  *median_ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+  *min_out = times[0];
+  *calls_out = calls;
+  free(times);
+  return *failed;
+}
+
 typedef struct conv_bench {
   const cq_qconv_op *op;
   const uint8_t *x;
@@ -60,29 +96,48 @@ typedef struct conv_bench {
   cq_status st;
 } conv_bench;
 
-static void conv_call(conv_bench *b) {
+static void conv_call(void *ctx) {
+  conv_bench *b = ctx;
   cq_status st = cq_qconv_run(b->op, b->x, b->layout, b->n, b->h, b->w, b->y, b->layout, b->ws,
                               b->ws_bytes, b->tp);
   if (st != CQ_OK) b->st = st;
 }
 
-static double time_calls(conv_bench *b, long calls) {
-  const double t0 = now_s();
-  for (long i = 0; i < calls && b->st == CQ_OK; i++) conv_call(b);
-  return (now_s() - t0) * 1e3 / (double)calls;
+typedef struct linear_bench {
+  const cq_qgemm_op *op;
+  const uint8_t *x;
+  uint8_t *y;
+  int64_t m, k, n;
+  cq_threadpool *tp;
+  cq_status st;
+} linear_bench;
+
+static void linear_call(void *ctx) {
+  linear_bench *b = ctx;
+  cq_status st = cq_qgemm_run(b->op, b->x, b->m, b->k, b->y, b->n, b->tp);
+  if (st != CQ_OK) b->st = st;
 }
 
+static cq_requant_rule engine_rule(cq_backend engine) {
+  return engine == CQ_BACKEND_QNNPACK  ? CQ_RULE_QNNPACK
+         : engine == CQ_BACKEND_ONEDNN ? CQ_RULE_ONEDNN
+                                       : CQ_RULE_FBGEMM;
+}
+
+/* Parses up to 10 comma-separated sizes; returns how many (-1 when malformed or a size is out of
+ * range: every size >= 1 except PAD, the 9th, which may be 0). Missing conv fields take their
+ * defaults (stride 1, pad 0, groups 1). */
 static int parse_shape(const char *s, long long v[10]) {
   const long long defaults[10] = {0, 0, 0, 0, 0, 0, 0, 1, 0, 1};
   memcpy(v, defaults, sizeof defaults);
   char tail;
   int got = sscanf(s, "%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld%c", &v[0], &v[1], &v[2],
                    &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &tail);
-  if (got < 7 || got > 10) return -1;
+  if (got < 1 || got > 10) return -1;
   for (int i = 0; i < 10; i++) {
-    if (v[i] < (i == 8 ? 0 : 1)) return -1;
+    if (v[i] < (i == 8 ? 0 : 1) && i < got) return -1;
   }
-  return 0;
+  return got;
 }
 
 static int bench_conv2d(const long long v[10], int threads, int reps, double min_ms,
@@ -130,10 +185,7 @@ static int bench_conv2d(const long long v[10], int threads, int reps, double min
   }
   const float x_scale = 0.02f;
   const float y_scale = x_scale * 0.004f * 72.0f * (float)sqrt((double)kdim);
-  const cq_requant_rule rule = engine == CQ_BACKEND_QNNPACK  ? CQ_RULE_QNNPACK
-                               : engine == CQ_BACKEND_ONEDNN ? CQ_RULE_ONEDNN
-                                                             : CQ_RULE_FBGEMM;
-  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, rule};
+  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, engine_rule(engine)};
   st = cq_qconv_pack(&g, wt, w_scale, NULL, 1, bias, &packed);
   if (st == CQ_OK) st = cq_qconv_create(packed, &q, &op);
   if (st != CQ_OK) {
@@ -148,30 +200,12 @@ static int bench_conv2d(const long long v[10], int threads, int reps, double min
     goto done;
   }
   conv_bench b = {op, x, y, n, h, w, layout, ws, ws_bytes, tp, CQ_OK};
-  conv_call(&b); /* warm-up */
-  long calls = 1;
-  for (;;) { /* calls per repetition: at least min_ms */
-    const double ms = time_calls(&b, calls) * (double)calls;
-    if (b.st != CQ_OK || ms >= min_ms * 0.5 || calls > (1L << 24)) {
-      const long want = (long)ceil((double)calls * min_ms / (ms > 1e-6 ? ms : 1e-6));
-      calls = want < 1 ? 1 : want;
-      break;
-    }
-    calls *= 4;
-  }
-  double *times = malloc(sizeof(double) * (size_t)reps);
-  if (!times) {
-    cli_error("out of memory");
-    goto done;
-  }
-  for (int i = 0; i < reps; i++) times[i] = time_calls(&b, calls);
-  if (b.st != CQ_OK) {
-    free(times);
+  double med = 0, min_ms_seen = 0;
+  long calls = 0;
+  if (bench_loop(conv_call, &b, &b.st, reps, min_ms, &med, &min_ms_seen, &calls) != CQ_OK) {
     cli_error("%s", cq_last_error());
     goto done;
   }
-  qsort(times, (size_t)reps, sizeof *times, cmp_double);
-  const double med = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
   const double ops = 2.0 * yn * (double)kdim;
   cq_strbuf sb;
   cq_strbuf_init(&sb);
@@ -191,11 +225,10 @@ static int bench_conv2d(const long long v[10], int threads, int reps, double min
                     layout == CQ_CONV_NCHW ? "nchw" : "nhwc", reps, calls);
   json_float(&sb, med);
   cq_strbuf_append(&sb, ", \"min_ms\": ");
-  json_float(&sb, times[0]);
+  json_float(&sb, min_ms_seen);
   cq_strbuf_append(&sb, ", \"gops\": ");
   json_float(&sb, ops / med * 1e-6);
   cq_strbuf_append(&sb, "}");
-  free(times);
   rc = json_emit(&sb);
   cq_strbuf_release(&sb);
 done:
@@ -206,6 +239,76 @@ done:
   free(y);
   free(wt);
   free(w_scale);
+  free(bias);
+  return rc;
+}
+
+/* quantized::linear on random data: x uint8 [M, K], weights int8 [N, K] prepacked once. */
+static int bench_linear(const long long v[3], int threads, int reps, double min_ms,
+                        cq_backend engine, int relu) {
+  const int64_t m = v[0], k = v[1], n = v[2];
+  if ((double)m * (double)k > 1e9 || (double)n * (double)k > 1e9 || (double)m * (double)n > 1e9) {
+    return cli_error("shape too large for a benchmark (more than 10^9 elements)");
+  }
+  cq_status st = cq_set_num_threads(threads);
+  if (st != CQ_OK) return cli_error("%s", cq_last_error());
+  cq_threadpool *tp = cq_default_threadpool();
+  uint8_t *x = malloc((size_t)(m * k)), *y = malloc((size_t)(m * n));
+  int8_t *wt = malloc((size_t)(n * k));
+  float *bias = malloc(sizeof(float) * (size_t)n);
+  const float w_scale = 0.004f;
+  cq_qgemm_packed *packed = NULL;
+  cq_qgemm_op *op = NULL;
+  int rc = CLI_FAILED;
+  if (!x || !y || !wt || !bias) {
+    cli_error("out of memory for the benchmark's tensors");
+    goto done;
+  }
+  uint32_t r = 12345;
+  for (int64_t i = 0; i < m * k; i++) x[i] = (uint8_t)((r = r * 1103515245u + 12345u) >> 16);
+  for (int64_t i = 0; i < n * k; i++) {
+    wt[i] = (int8_t)((int)((r = r * 1103515245u + 12345u) >> 16) % 255 - 127);
+  }
+  for (int64_t o = 0; o < n; o++) bias[o] = 0.01f * (float)(o % 11) - 0.05f;
+  const float x_scale = 0.02f;
+  const float y_scale = x_scale * w_scale * 72.0f * (float)sqrt((double)k);
+  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, engine_rule(engine)};
+  st = cq_qgemm_pack(wt, n, k, &w_scale, NULL, 0, bias, &packed);
+  if (st == CQ_OK) st = cq_qgemm_create(packed, &q, &op);
+  if (st != CQ_OK) {
+    cli_error("%s", cq_last_error());
+    goto done;
+  }
+  linear_bench b = {op, x, y, m, k, n, tp, CQ_OK};
+  double med = 0, min_seen = 0;
+  long calls = 0;
+  if (bench_loop(linear_call, &b, &b.st, reps, min_ms, &med, &min_seen, &calls) != CQ_OK) {
+    cli_error("%s", cq_last_error());
+    goto done;
+  }
+  cq_strbuf sb;
+  cq_strbuf_init(&sb);
+  cq_strbuf_appendf(&sb, "{\"op\": \"linear\", \"shape\": {\"m\": %lld, \"k\": %lld, \"n\": %lld}, "
+                    "\"threads\": %d, \"isa\": ", v[0], v[1], v[2], cq_threadpool_threads(tp));
+  json_string(&sb, cq_isa_name(cq_qgemm_isa(op)));
+  cq_strbuf_append(&sb, ", \"engine\": ");
+  json_string(&sb, cq_backend_name(engine));
+  cq_strbuf_appendf(&sb, ", \"relu\": %s, \"reps\": %d, \"calls_per_rep\": %ld, \"median_ms\": ",
+                    relu ? "true" : "false", reps, calls);
+  json_float(&sb, med);
+  cq_strbuf_append(&sb, ", \"min_ms\": ");
+  json_float(&sb, min_seen);
+  cq_strbuf_append(&sb, ", \"gops\": ");
+  json_float(&sb, 2.0 * (double)m * (double)n * (double)k / med * 1e-6);
+  cq_strbuf_append(&sb, "}");
+  rc = json_emit(&sb);
+  cq_strbuf_release(&sb);
+done:
+  cq_qgemm_destroy(op);
+  cq_qgemm_packed_destroy(packed);
+  free(x);
+  free(y);
+  free(wt);
   free(bias);
   return rc;
 }
@@ -262,12 +365,19 @@ int cmd_bench(int argc, char **argv) {
       return cli_usage_error("bench", "unexpected argument '%s'", a);
     }
   }
-  if (!op) return cli_usage_error("bench", "--op is required (conv2d)");
+  if (!op) return cli_usage_error("bench", "--op is required (linear or conv2d)");
+  if (!strcmp(op, "linear")) {
+    long long v[10];
+    if (!shape || parse_shape(shape, v) != 3) {
+      return cli_usage_error("bench", "--shape M,K,N with positive sizes is required for linear");
+    }
+    return bench_linear(v, threads, reps, min_ms, engine, relu);
+  }
   if (strcmp(op, "conv2d") != 0) {
-    return cli_usage_error("bench", "unknown --op '%s' (this build benchmarks conv2d)", op);
+    return cli_usage_error("bench", "unknown --op '%s' (linear or conv2d)", op);
   }
   long long v[10];
-  if (!shape || parse_shape(shape, v) != 0) {
+  if (!shape || parse_shape(shape, v) < 7) {
     return cli_usage_error("bench", "--shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] with positive "
                            "sizes (PAD >= 0) is required");
   }
