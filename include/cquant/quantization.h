@@ -27,9 +27,11 @@ CQ_API cq_status cq_quant_wrapper(cq_module **out, cq_module *module);
 
 /* ---- qconfig ----------------------------------------------------------------------------------- */
 
-/* module.qconfig = qconfig (copied); NULL sets it to None. */
+/* module.qconfig = qconfig (copied). NULL removes the attribute, so the module inherits its
+ * parent's qconfig; PyTorch's explicit `module.qconfig = None` (stop inheriting, leave the module
+ * float) is a qconfig whose activation and weight are both absent (present == 0). */
 CQ_API cq_status cq_module_set_qconfig(cq_module *m, const cq_qconfig *qconfig);
-/* The module's own qconfig attribute, or NULL. */
+/* The module's own qconfig attribute, or NULL when it has none. */
 CQ_API const cq_qconfig *cq_module_get_qconfig(const cq_module *m);
 
 /* ---- observers as modules ---------------------------------------------------------------------- */
