@@ -1,6 +1,7 @@
 /* Core: status messages, tensors, allocation-failure handling, and Python/PyTorch number printing. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "core/alloc.h"
@@ -16,6 +17,11 @@ static void test_status(void) {
   CHECK_STR_EQ(cq_last_error(), "bad value 7");
   CHECK(cq_fail_context(CQ_EINVAL, "file.npy") == CQ_EINVAL);
   CHECK_STR_EQ(cq_last_error(), "file.npy: bad value 7");
+  /* messages stay on one line whatever they quote */
+  cq_fail(CQ_EFORMAT, "entry '%s' is bad", "a\nb\tc");
+  CHECK_STR_EQ(cq_last_error(), "entry 'a\\x0ab\\x09c' is bad");
+  cq_fail_context(CQ_EFORMAT, "dir\rname");
+  CHECK(strchr(cq_last_error(), '\r') == NULL && strchr(cq_last_error(), '\n') == NULL);
 }
 
 static void test_tensor(void) {

@@ -24,11 +24,28 @@ const char *cq_status_str(cq_status status) {
 
 const char *cq_last_error(void) { return last_message; }
 
+/* Messages are one line whatever they quote (a key or a file name read from a file may hold a
+ * newline): control characters become \xNN. */
+static void make_one_line(void) {
+  char out[sizeof last_message];
+  size_t o = 0;
+  for (const unsigned char *p = (const unsigned char *)last_message; *p && o + 5 < sizeof out; p++) {
+    if (*p < 0x20 || *p == 0x7f) {
+      o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02x", *p);
+    } else {
+      out[o++] = (char)*p;
+    }
+  }
+  out[o] = '\0';
+  memcpy(last_message, out, o + 1);
+}
+
 cq_status cq_fail(cq_status status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(last_message, sizeof last_message, fmt, ap);
   va_end(ap);
+  make_one_line();
   return status;
 }
 
@@ -42,6 +59,7 @@ cq_status cq_fail_context(cq_status status, const char *fmt, ...) {
   memcpy(old, last_message, sizeof old);
   if (old[0] == '\0') snprintf(old, sizeof old, "%s", cq_status_str(status));
   snprintf(last_message, sizeof last_message, "%.400s: %.600s", prefix, old);
+  make_one_line();
   return status;
 }
 

@@ -73,11 +73,13 @@ static cq_status tensor_alloc_header(cq_tensor **out, cq_dtype dtype, int ndim,
   if (!t) return CQ_ENOMEM;
   t->dtype = dtype;
   t->ndim = ndim;
-  int64_t stride = 1;
+  /* Unsigned arithmetic: an empty tensor may have other dimensions whose product overflows; its
+   * strides are never used to address anything. */
+  uint64_t stride = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     t->shape[i] = shape[i];
-    t->strides[i] = stride;
-    stride *= shape[i] ? shape[i] : 1;
+    t->strides[i] = (int64_t)stride;
+    stride *= shape[i] ? (uint64_t)shape[i] : 1u;
   }
   *out = t;
   return CQ_OK;

@@ -224,7 +224,7 @@ cq_status cq_calculate_qparams(const cq_qparam_rule *rule, float min_val, float 
     float zpf = -min_val / scale;
     if (zp_float_out) *zp_float_out = zpf;
     *scale_out = scale;
-    *zp_out = (int32_t)cq_rne_f32(zpf);
+    *zp_out = cq_f32_to_i32_x86(cq_rne_f32(zpf)); /* display only; out of range -> INT32_MIN */
     return CQ_OK;
   }
   if (cq_qscheme_is_symmetric(rule->qscheme)) {
