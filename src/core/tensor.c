@@ -121,6 +121,11 @@ void cq_tensor_free(cq_tensor *tensor) {
 }
 
 int64_t cq_tensor_numel(const cq_tensor *tensor) {
+  /* an empty tensor's other dimensions may multiply past int64: check for a zero first (non-empty
+   * shapes were bounded by CQ_TENSOR_MAX_BYTES at creation) */
+  for (int i = 0; i < tensor->ndim; i++) {
+    if (tensor->shape[i] == 0) return 0;
+  }
   int64_t n = 1;
   for (int i = 0; i < tensor->ndim; i++) n *= tensor->shape[i];
   return n;

@@ -70,12 +70,18 @@ static cq_status make_container(cq_module **out, const cq_module_type *type, cq_
     free_all(a, b, c);
     return st;
   }
+  /* cq_module_add_child takes ownership even when it fails; children not reached yet are freed
+   * here */
   st = cq_module_add_child(m, "0", a);
   a = NULL;
-  if (st == CQ_OK) st = cq_module_add_child(m, "1", b);
-  b = NULL;
-  if (st == CQ_OK && c) st = cq_module_add_child(m, "2", c);
-  c = NULL;
+  if (st == CQ_OK) {
+    st = cq_module_add_child(m, "1", b);
+    b = NULL;
+  }
+  if (st == CQ_OK && c) {
+    st = cq_module_add_child(m, "2", c);
+    c = NULL;
+  }
   if (st != CQ_OK) {
     free_all(a, b, c);
     cq_module_free(m);
