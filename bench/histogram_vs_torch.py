@@ -14,14 +14,16 @@ temporary folder and times forward() over every batch + calculate_qparams() in t
 The setups are measured in --rounds interleaved rounds (each round times all four
 configurations, so that load from other processes falls on all of them alike); every timing is the
 median of several runs, and the report gives, per setup and implementation, the median over the
-rounds and the speed ratio of those medians (plus the range of the per-round ratios). Every run of
-either implementation must give the same range, scale and zero point bit for bit (floats compared
-as Python reprs); one JSON object is printed.
+rounds and the speed ratio of those medians (plus the range of the per-round ratios, and every
+round's figures). Every run of either implementation must give the same range, scale and zero
+point bit for bit (floats compared as Python reprs; bench_histogram checks its own runs against
+each other); one JSON object is printed.
 
 On a shared machine other processes distort the multi-threaded timings most (a thread that loses
 its core stalls the others at the next synchronisation). So each round first samples how busy the
 CPUs are (from /proc/stat, over 0.3 s), waits up to --wait-idle seconds for them to fall below
---idle-below percent, and the report lists each round's figure.
+--idle-below percent, and the report lists each round's figure and repeats the summary over the
+rounds that started idle ("idle_rounds").
 
 Usage: /usr/bin/python3 bench/histogram_vs_torch.py [--bench PATH] [--batches N]
            [--shape 1,64,56,56] [--data relu|normal] [--rounds N] [--reps N] [--c-reps N]
@@ -232,10 +234,19 @@ def main():
         "result": {"min_val": min_val, "max_val": max_val, "scale": scale,
                    "zero_point": zero_point} if same else sorted(results),
     }
+    idle = [b is not None and b < args.idle_below for b in busy_before_round]
+    report["rounds_started_idle"] = sum(idle)
     for name, threads in setups:
-        s = summary(times[(name, "torch")], times[(name, "cquant")], threads)
+        t_times, c_times = times[(name, "torch")], times[(name, "cquant")]
+        s = summary(t_times, c_times, threads)
         s["cquant_update_median_s"] = statistics.median(p[0] for p in c_phases[name])
         s["cquant_qparams_median_s"] = statistics.median(p[1] for p in c_phases[name])
+        if any(idle):
+            # the same over the rounds that started on idle CPUs
+            s["idle_rounds"] = summary([t for t, i in zip(t_times, idle) if i],
+                                       [c for c, i in zip(c_times, idle) if i], threads)
+        s["per_round"] = [{"cpu_busy_before": b, "torch_s": t, "cquant_s": c}
+                          for b, t, c in zip(busy_before_round, t_times, c_times)]
         report[name] = s
     print(json.dumps(report, indent=2))
     return 0 if same else 1
