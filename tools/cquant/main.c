@@ -13,7 +13,7 @@ typedef struct command {
 static const command commands[] = {
     {"observe", cmd_observe, "run an observer over .npy batches and print its scale/zero point"},
     {"demo", cmd_demo, "the seed's examples, computed by cquant"},
-    {"bench", cmd_bench, "time a quantized operator (--op conv2d) and print the median, as JSON"},
+    {"bench", cmd_bench, "time a quantized operator (--op linear|conv2d) and print the median, as JSON"},
 };
 
 static void print_usage(FILE *f) {
