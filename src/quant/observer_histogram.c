@@ -403,45 +403,69 @@ AVX512_TARGET static inline __m512i bins_of16_div(__m512 v, __m512 vlo, __m512 v
   return _mm512_min_epi32(_mm512_cvttps_epi32(q), last);
 }
 
+/* The constants of bin_indices__avx512. */
+typedef struct bins16 {
+  __m512 lo, hi, width, bins, scale_lo, scale_hi;
+  __m512i last, hot;
+  int bracket;
+} bins16;
+
+/* One vector of bin_indices__avx512: the indices of the elements of v in `valid` (all of them but
+ * in the last, partial vector) that are inside [lo, hi] and not in the hot bin, stored compressed
+ * at idx; returns how many, and adds the hot bin's elements to *hits. check_lo, check_hi are
+ * constants: the bound tests the batch range makes unnecessary are compiled out. */
+AVX512_TARGET static inline __attribute__((always_inline)) int bins_of16(
+    const bins16 *c, __m512 v, __mmask16 valid, int32_t *idx, uint64_t *hits, const int check_lo,
+    const int check_hi) {
+  /* elements outside [lo, hi] are masked off, so they need no clamping (the conversion of an
+   * out-of-range float gives 0x80000000, never a trap) */
+  __mmask16 inside = valid;
+  if (check_lo) inside = _mm512_mask_cmp_ps_mask(inside, v, c->lo, _CMP_GE_OQ);
+  if (check_hi) inside = _mm512_mask_cmp_ps_mask(inside, v, c->hi, _CMP_LE_OQ);
+  __m512i k;
+  if (c->bracket) {
+    const __m512 d = _mm512_sub_ps(v, c->lo);
+    k = _mm512_cvttps_epi32(_mm512_mul_ps(d, c->scale_lo));
+    const __m512i k_hi = _mm512_cvttps_epi32(_mm512_mul_ps(d, c->scale_hi));
+    if (_mm512_mask_cmpneq_epi32_mask(inside, k, k_hi)) {
+      k = bins_of16_div(v, c->lo, c->width, c->bins, c->last);
+    }
+  } else {
+    k = bins_of16_div(v, c->lo, c->width, c->bins, c->last);
+  }
+  const __mmask16 keep = _mm512_mask_cmpneq_epi32_mask(inside, k, c->hot);
+  const int kept = __builtin_popcount(keep);
+  *hits += (uint64_t)(__builtin_popcount(inside) - kept);
+  _mm512_storeu_si512(idx, _mm512_maskz_compress_epi32(keep, k));
+  return kept;
+}
+
 /* 16 floats a vector: the dropped elements and those of the hot bin are left out (compressed
  * away), the latter counted in *hot. The indices come from the division-free bracket of
- * bin_params_init where it decides them, from the division otherwise. The bound checks the batch
- * range makes unnecessary are compiled out (check_lo, check_hi are constants). */
+ * bin_params_init where it decides them, from the division otherwise. */
 AVX512_TARGET static inline __attribute__((always_inline)) int bin_indices_avx512_body(
     const float *x, int len, const bin_params *p, int32_t *idx, uint64_t *hot, const int check_lo,
     const int check_hi) {
-  const __m512 vlo = _mm512_set1_ps(p->lo), vhi = _mm512_set1_ps(p->hi);
-  const __m512 vwidth = _mm512_set1_ps(p->hi - p->lo), vbins = _mm512_set1_ps((float)p->bins);
-  const __m512 slo = _mm512_set1_ps(p->scale_lo), shi = _mm512_set1_ps(p->scale_hi);
-  const __m512i last = _mm512_set1_epi32(p->bins - 1), vhot = _mm512_set1_epi32(p->hot);
-  const int bracket = p->scale_lo > 0.0f;
-  int out = 0;
+  bins16 c;
+  c.lo = _mm512_set1_ps(p->lo);
+  c.hi = _mm512_set1_ps(p->hi);
+  c.width = _mm512_set1_ps(p->hi - p->lo);
+  c.bins = _mm512_set1_ps((float)p->bins);
+  c.scale_lo = _mm512_set1_ps(p->scale_lo);
+  c.scale_hi = _mm512_set1_ps(p->scale_hi);
+  c.last = _mm512_set1_epi32(p->bins - 1);
+  c.hot = _mm512_set1_epi32(p->hot);
+  c.bracket = p->scale_lo > 0.0f;
+  int out = 0, i = 0;
   uint64_t hits = 0;
-  for (int i = 0; i < len; i += 16) {
-    /* the last vector loads only the elements left */
-    const __mmask16 valid = len - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - i)) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(valid, x + i);
-    /* elements outside [lo, hi] are masked off, so they need no clamping (the conversion of an
-     * out-of-range float gives 0x80000000, never a trap) */
-    __mmask16 inside = valid;
-    if (check_lo) inside = _mm512_mask_cmp_ps_mask(inside, v, vlo, _CMP_GE_OQ);
-    if (check_hi) inside = _mm512_mask_cmp_ps_mask(inside, v, vhi, _CMP_LE_OQ);
-    __m512i k;
-    if (bracket) {
-      const __m512 d = _mm512_sub_ps(v, vlo);
-      k = _mm512_cvttps_epi32(_mm512_mul_ps(d, slo));
-      const __m512i k_hi = _mm512_cvttps_epi32(_mm512_mul_ps(d, shi));
-      if (_mm512_mask_cmpneq_epi32_mask(inside, k, k_hi)) {
-        k = bins_of16_div(v, vlo, vwidth, vbins, last);
-      }
-    } else {
-      k = bins_of16_div(v, vlo, vwidth, vbins, last);
-    }
-    const __mmask16 keep = _mm512_mask_cmpneq_epi32_mask(inside, k, vhot);
-    const int kept = __builtin_popcount(keep);
-    hits += (uint64_t)(__builtin_popcount(inside) - kept);
-    _mm512_storeu_si512(idx + out, _mm512_maskz_compress_epi32(keep, k));
-    out += kept;
+  for (; i + 16 <= len; i += 16) {
+    out += bins_of16(&c, _mm512_loadu_ps(x + i), (__mmask16)0xffff, idx + out, &hits, check_lo,
+                     check_hi);
+  }
+  if (i < len) { /* the last vector loads only the elements left */
+    const __mmask16 valid = (__mmask16)((1u << (len - i)) - 1);
+    out += bins_of16(&c, _mm512_maskz_loadu_ps(valid, x + i), valid, idx + out, &hits, check_lo,
+                     check_hi);
   }
   *hot += hits;
   return out;
