@@ -13,7 +13,9 @@
 typedef struct cq_observer_vtable {
   /* Allocates kind-specific state after the common fields are set. May be NULL. */
   cq_status (*init)(cq_observer *obs);
-  /* Observes a non-empty, all-finite float32 batch. Must leave the observer unchanged on failure. */
+  /* Observes a non-empty float32 batch, all-finite except for the histogram kind, which detects
+   * NaN/Inf in its own min/max pass and reports it with cq_observer_nonfinite_error (saving a pass
+   * over the data). Must leave the observer unchanged on failure. */
   cq_status (*update)(cq_observer *obs, const float *x, int ndim, const int64_t *shape,
                       int64_t numel);
   /* Computes qparams once data has been seen; `out` is uninitialised on entry. */
