@@ -31,19 +31,29 @@ endif()
 
 find_package(Threads REQUIRED)
 
+set(THREADS_PREFER_PTHREAD_FLAG ON)
 set(CQ_SYSTEM_LIBS ${CQ_CJSON_LIB} ${CQ_OPENBLAS_LIB} ${CQ_ZLIB_LIB} Threads::Threads ${CQ_LIBM})
 
-# Threads for the kernels' thread pool (part of glibc on current Debian).
-set(THREADS_PREFER_PTHREAD_FLAG ON)
-find_path(CQ_ZLIB_INCLUDE zlib.h)
-find_library(CQ_ZLIB_LIB z)
-if(NOT CQ_ZLIB_INCLUDE OR NOT CQ_ZLIB_LIB)
-  message(FATAL_ERROR "cquant needs zlib for gzip-compressed IDX files (Debian package: zlib1g-dev; "
+# ONNX import and export: the C bindings of onnx.proto are generated at build time by protoc-c
+# (protobuf-c-compiler) from the onnx.proto that libonnx-dev installs, and linked against
+# libprotobuf-c (libprotobuf-c-dev).
+find_program(CQ_PROTOC_C NAMES protoc-c protoc-gen-c)
+if(NOT CQ_PROTOC_C)
+  message(FATAL_ERROR "cquant needs protoc-c to generate the ONNX bindings (Debian package: "
+                      "protobuf-c-compiler; run `make deps`)")
+endif()
+find_path(CQ_PROTOBUF_C_INCLUDE protobuf-c/protobuf-c.h)
+find_library(CQ_PROTOBUF_C_LIB protobuf-c)
+if(NOT CQ_PROTOBUF_C_INCLUDE OR NOT CQ_PROTOBUF_C_LIB)
+  message(FATAL_ERROR "cquant needs libprotobuf-c for ONNX files (Debian package: libprotobuf-c-dev; "
                       "run `make deps`)")
 endif()
-
-find_package(Threads REQUIRED)
-list(APPEND CQ_SYSTEM_LIBS Threads::Threads)
+find_file(CQ_ONNX_PROTO onnx.proto PATH_SUFFIXES onnx)
+if(NOT CQ_ONNX_PROTO)
+  message(FATAL_ERROR "cquant needs onnx.proto to read ONNX files (Debian package: libonnx-dev; "
+                      "run `make deps`)")
+endif()
+list(APPEND CQ_SYSTEM_LIBS ${CQ_PROTOBUF_C_LIB})
 
 # Optional: oneDNN (Debian package libdnnl-dev), only for the benchmarks in bench/, which compare
 # against it in the same process. The library and the tests never need it.

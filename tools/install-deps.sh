@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cquant's build and tests need, when missing.
 set -euo pipefail
-packages=(cmake make gcc libc6-dev libcjson-dev libopenblas-dev zlib1g-dev)
+packages=(cmake make gcc libc6-dev libcjson-dev libopenblas-dev zlib1g-dev libprotobuf-c-dev
+          protobuf-c-compiler libonnx-dev)
 # CQ_BENCH_DEPS=1 adds the anchors the benchmarks in bench/ compare against (never needed by tests).
 if [ "${CQ_BENCH_DEPS:-0}" = 1 ]; then packages+=(libdnnl-dev); fi
 missing=()
