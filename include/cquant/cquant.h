@@ -18,5 +18,7 @@
 #include "cquant/modules.h"
 #include "cquant/graph.h"
 #include "cquant/safetensors.h"
+#include "cquant/onnx.h"
+#include "cquant/graph_mode.h"
 
 #endif

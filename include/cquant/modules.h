@@ -95,6 +95,52 @@ CQ_API cq_status cq_gru(cq_module **out, const cq_rnn_options *options);
 CQ_API cq_status cq_add(cq_module **out);
 CQ_API cq_status cq_cat(cq_module **out, int dim);
 
+/* ---- more activations and tensor ops (what imported ONNX graphs use) -------------------------- */
+
+/* nn.LeakyReLU(negative_slope), nn.Hardsigmoid(), nn.Hardswish(). On quantized tensors they run
+ * PyTorch's quantized kernels (output qparams: LeakyReLU and Hardswish those of the observer
+ * placed after them by convert, Hardsigmoid the fixed 1/256, 0 as PyTorch). */
+CQ_API cq_status cq_leaky_relu(cq_module **out, float negative_slope);
+CQ_API cq_status cq_hardsigmoid(cq_module **out);
+CQ_API cq_status cq_hardswish(cq_module **out);
+
+/* Elementwise binary ops on two inputs with numpy broadcasting (torch.add / sub / mul / div).
+ * cq_mul is FloatFunctional.mul (like cq_add, quantizable: convert makes it QFunctional mul);
+ * "sub" and "div" stay float. */
+CQ_API cq_status cq_mul(cq_module **out);
+typedef enum cq_binary_op { CQ_BINARY_ADD, CQ_BINARY_SUB, CQ_BINARY_MUL, CQ_BINARY_DIV } cq_binary_op;
+/* One input and a constant operand (copied; a buffer named "constant"), broadcast as numpy does:
+ * y = x op c, or y = c op x when constant_first. What ONNX's Add / Mul / Sub / Div with an
+ * initializer operand become. */
+CQ_API cq_status cq_binary_const(cq_module **out, cq_binary_op op, const cq_tensor *constant,
+                                 int constant_first);
+/* torch.matmul of two inputs (batch dimensions broadcast), float only. */
+CQ_API cq_status cq_matmul(cq_module **out);
+
+/* Shape ops. They work on float and quantized tensors alike (a quantized tensor keeps its qparams).
+ * cq_reshape: ONNX Reshape semantics with allowzero=0: an entry 0 copies the input's dimension at
+ * that position, one entry may be -1 (inferred). cq_permute: torch.permute / ONNX Transpose (perm
+ * of 0..ndim-1; ndim == 0 reverses the dimensions as Transpose without perm does).
+ * cq_squeeze / cq_unsqueeze: ONNX semantics (axes may be negative; squeeze with naxes == 0 drops
+ * every dimension of size 1). */
+CQ_API cq_status cq_reshape(cq_module **out, int ndim, const int64_t *shape);
+CQ_API cq_status cq_permute(cq_module **out, int ndim, const int *perm);
+CQ_API cq_status cq_squeeze(cq_module **out, int naxes, const int *axes);
+CQ_API cq_status cq_unsqueeze(cq_module **out, int naxes, const int *axes);
+
+typedef struct cq_conv_transpose_options {
+  int64_t in_channels, out_channels;
+  int64_t kernel_size[2], stride[2], padding[2], output_padding[2], dilation[2];
+  int64_t groups;
+  int bias;
+} cq_conv_transpose_options;
+/* Defaults of nn.ConvTranspose2d(in, out, (kh, kw)). */
+CQ_API cq_conv_transpose_options cq_conv_transpose_defaults(int64_t in_channels,
+                                                            int64_t out_channels, int64_t kh,
+                                                            int64_t kw);
+/* nn.ConvTranspose2d; weight [in, out/groups, kh, kw] as PyTorch. Float only. */
+CQ_API cq_status cq_conv_transpose2d(cq_module **out, const cq_conv_transpose_options *options);
+
 /* ---- losses: modules taking (prediction, target) and giving a 0-d loss (mean reduction) ---------- */
 
 CQ_API cq_status cq_mse_loss(cq_module **out);
