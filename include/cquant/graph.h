@@ -97,8 +97,30 @@ CQ_API cq_status cq_graph_node(const cq_module *g, int index, cq_graph_node_info
 /* The declared outputs (*values points into the graph; *n is 0 when none were declared). */
 CQ_API cq_status cq_graph_outputs(const cq_module *g, int *n, const int **values);
 
-/* For modules made by cq_add / cq_cat: "add" or "cat" (with the concatenation dim in *dim when dim
- * is non-NULL); NULL for every other module. */
+/* ---- editing (for passes) ----------------------------------------------------------------------- */
+
+/* Like cq_graph_add_node, but the node runs before the node now at position `before` (0 .. number
+ * of nodes); its inputs must be defined before that position. Its outputs get new value numbers
+ * (cq_graph_num_values before the call, consecutive), which later nodes can be rewired to read. */
+CQ_API cq_status cq_graph_insert_node(cq_module *g, int before, const char *name, cq_module *module,
+                                      int nin, const int *inputs, int nout, int *outputs);
+/* Makes input `slot` of node `index` read `value` (defined before that node). */
+CQ_API cq_status cq_graph_set_node_input(cq_module *g, int index, int slot, int value);
+/* Turns a Sequential into the equivalent graph in place (nodes "0", "1", ... in a chain, same
+ * children, same state dict), as torch.fx.symbolic_trace does. */
+CQ_API cq_status cq_graph_from_sequential(cq_module *seq);
+
+/* Runs a graph like cq_module_forward and calls `visit` after every node with its name, module
+ * and outputs (owned by ctx): the hook a numeric suite uses to compare layers. A non-OK status from
+ * visit stops the run and is returned. */
+typedef cq_status (*cq_graph_visit_fn)(const char *node_name, cq_module *module, int nout,
+                                       cq_tensor *const *outputs, void *user);
+CQ_API cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                        int nout, cq_tensor **out, cq_graph_visit_fn visit,
+                                        void *user);
+
+/* For modules made by cq_add / cq_mul / cq_cat: "add", "mul" or "cat" (with the concatenation dim
+ * in *dim when dim is non-NULL); NULL for every other module. */
 CQ_API const char *cq_functional_op(const cq_module *m, int *dim);
 
 #ifdef __cplusplus

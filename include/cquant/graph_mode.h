@@ -23,7 +23,7 @@
 #ifndef CQUANT_GRAPH_MODE_H
 #define CQUANT_GRAPH_MODE_H
 
-#include "cquant/nn.h"
+#include "cquant/graph.h"
 #include "cquant/qconfig.h"
 
 #ifdef __cplusplus
@@ -61,15 +61,6 @@ CQ_API cq_status cq_prepare_qat_graph(cq_module *model, const cq_graph_quant_opt
 CQ_API cq_status cq_convert_graph(cq_module *model, const cq_graph_quant_options *options);
 /* quantize_dynamic on a graph: Linear, LSTM and GRU nodes (not excluded) get int8 weights. */
 CQ_API cq_status cq_quantize_dynamic_graph(cq_module *model, const cq_graph_quant_options *options);
-
-/* Runs a graph like cq_module_forward and calls `visit` after every node with its name, module
- * and outputs (owned by ctx) - the hook PyTorch's numeric suite uses to compare layers. A nonzero
- * status from visit stops the run and is returned. */
-typedef cq_status (*cq_graph_visit_fn)(const char *node_name, cq_module *module, int nout,
-                                       cq_tensor *const *outputs, void *user);
-CQ_API cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
-                                        int nout, cq_tensor **out, cq_graph_visit_fn visit,
-                                        void *user);
 
 #ifdef __cplusplus
 }

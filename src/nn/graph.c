@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "cquant/graph.h"
+#include "cquant/modules.h"
 #include "nn/module_impl.h"
 
 typedef struct graph_node {
@@ -128,11 +129,35 @@ static cq_status reject(cq_module *module, cq_status st) {
   return st;
 }
 
+/* 1 when value v exists before node `before` runs: a graph input or an output of nodes
+ * 0 .. before-1. */
+static int defined_before(const graph_impl *p, int v, int before) {
+  if (v >= 0 && v < p->ninputs) return 1;
+  for (int k = 0; k < before; k++) {
+    for (int i = 0; i < p->nodes[k].nout; i++) {
+      if (p->nodes[k].outputs[i] == v) return 1;
+    }
+  }
+  return 0;
+}
+
 cq_status cq_graph_add_node(cq_module *g, const char *name, cq_module *module, int nin,
                             const int *inputs, int nout, int *outputs) {
   graph_impl *p = NULL;
   cq_status st = as_graph(g, "cq_graph_add_node", &p);
   if (st != CQ_OK) return reject(module, st);
+  return cq_graph_insert_node(g, p->nnodes, name, module, nin, inputs, nout, outputs);
+}
+
+cq_status cq_graph_insert_node(cq_module *g, int before, const char *name, cq_module *module,
+                               int nin, const int *inputs, int nout, int *outputs) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_insert_node", &p);
+  if (st != CQ_OK) return reject(module, st);
+  if (before < 0 || before > p->nnodes) {
+    return reject(module, cq_fail(CQ_EINVAL, "%s: cannot insert a node at position %d of %d",
+                                  p->class_name, before, p->nnodes));
+  }
   const char *cls = p->class_name;
   if (!name || !name[0] || strchr(name, '.')) {
     return reject(module, cq_fail(CQ_EINVAL, "%s: invalid node name '%s' (non-empty, no '.')",
@@ -161,7 +186,7 @@ cq_status cq_graph_add_node(cq_module *g, const char *name, cq_module *module, i
                                   nout));
   }
   for (int i = 0; i < nin; i++) {
-    if (inputs[i] < 0 || inputs[i] >= p->nvalues) {
+    if (inputs[i] < 0 || inputs[i] >= p->nvalues || !defined_before(p, inputs[i], before)) {
       return reject(module, cq_fail(CQ_EINVAL,
                                     "%s: node '%s': input %d refers to value %d, which is not "
                                     "defined (values 0..%d are: %d graph inputs and the outputs of "
@@ -200,7 +225,24 @@ cq_status cq_graph_add_node(cq_module *g, const char *name, cq_module *module, i
     if (outputs) outputs[i] = node.outputs[i];
   }
   p->nvalues += nout;
-  p->nodes[p->nnodes++] = node;
+  memmove(&p->nodes[before + 1], &p->nodes[before], sizeof *p->nodes * (size_t)(p->nnodes - before));
+  p->nodes[before] = node;
+  p->nnodes++;
+  return CQ_OK;
+}
+
+cq_status cq_graph_set_node_input(cq_module *g, int index, int slot, int value) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_set_node_input", &p);
+  if (st != CQ_OK) return st;
+  if (index < 0 || index >= p->nnodes || slot < 0 || slot >= p->nodes[index].nin) {
+    return cq_fail(CQ_EINVAL, "%s: no input %d of node %d", p->class_name, slot, index);
+  }
+  if (!defined_before(p, value, index)) {
+    return cq_fail(CQ_EINVAL, "%s: node '%s': value %d is not defined before it", p->class_name,
+                   p->nodes[index].name, value);
+  }
+  p->nodes[index].inputs[slot] = value;
   return CQ_OK;
 }
 
@@ -226,8 +268,31 @@ cq_status cq_graph_set_outputs(cq_module *g, int n, const int *values) {
 
 /* --- execution --------------------------------------------------------------------------------- */
 
+static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                           cq_tensor **out, cq_graph_visit_fn visit, void *user);
+
 static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
                                cq_tensor **out) {
+  return run_nodes(m, ctx, nin, in, nout, out, NULL, NULL);
+}
+
+cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                 int nout, cq_tensor **out, cq_graph_visit_fn visit, void *user) {
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_forward_visit", &p);
+  if (st != CQ_OK) return st;
+  if (!ctx || nin != p->ninputs || (nin > 0 && !in) || nout < 1 || nout > p->noutputs || !out) {
+    return cq_fail(CQ_EINVAL, "%s: forward takes %d inputs and gives up to %d outputs (got %d, %d)",
+                   p->class_name, p->ninputs, p->noutputs, nin, nout);
+  }
+  for (int i = 0; i < nin; i++) {
+    if (!in[i]) return cq_fail(CQ_EINVAL, "%s: input %d is NULL", p->class_name, i);
+  }
+  return run_nodes(g, ctx, nin, in, nout, out, visit, user);
+}
+
+static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                           cq_tensor **out, cq_graph_visit_fn visit, void *user) {
   const graph_impl *p = m->impl;
   if (p->noutputs == 0) {
     return cq_module_fail(m, CQ_ESTATE, "no graph outputs declared (cq_graph_set_outputs)");
@@ -261,6 +326,7 @@ static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
       }
       values[node->outputs[i]] = res[i];
     }
+    if (st == CQ_OK && visit) st = visit(node->name, m->children[c], node->nout, res, user);
   }
   if (st == CQ_OK) {
     for (int i = 0; i < nout; i++) out[i] = values[p->outputs[i]];
@@ -310,5 +376,58 @@ cq_status cq_graph_outputs(const cq_module *g, int *n, const int **values) {
   if (st != CQ_OK) return st;
   *n = p->noutputs;
   *values = p->outputs;
+  return CQ_OK;
+}
+
+/* --- Sequential -> Graph ----------------------------------------------------------------------- */
+
+/* Swaps what two modules are, keeping each one's place in its parent (the pointers stay valid). */
+static void swap_modules(cq_module *a, cq_module *b) {
+  cq_module tmp = *a;
+  *a = *b;
+  *b = tmp;
+  cq_module *parent = a->parent;
+  a->parent = b->parent;
+  b->parent = parent;
+  for (int i = 0; i < a->nchildren; i++) a->children[i]->parent = a;
+  for (int i = 0; i < b->nchildren; i++) b->children[i]->parent = b;
+}
+
+cq_status cq_graph_from_sequential(cq_module *seq) {
+  if (!seq || strcmp(seq->type->name, "Sequential") != 0) {
+    return cq_fail(CQ_EINVAL, "cq_graph_from_sequential: %s is not a Sequential",
+                   seq ? seq->type->name : "NULL");
+  }
+  /* Everything that can fail happens on a new graph of placeholders; then the children move over
+   * by pointer swaps, which cannot fail. */
+  cq_module *g = NULL;
+  cq_status st = cq_graph(&g, 1);
+  int value = 0;
+  for (int i = 0; i < seq->nchildren && st == CQ_OK; i++) {
+    cq_module *placeholder = NULL;
+    st = cq_identity(&placeholder);
+    if (st == CQ_OK) st = cq_graph_add_node(g, seq->child_names[i], placeholder, 1, &value, 1, &value);
+  }
+  if (st == CQ_OK) st = cq_graph_set_outputs(g, 1, &value);
+  if (st != CQ_OK) {
+    cq_module_free(g);
+    return st;
+  }
+  for (int i = 0; i < seq->nchildren; i++) {
+    cq_module *c = seq->children[i];
+    seq->children[i] = g->children[i];
+    g->children[i] = c;
+    if (seq->post == c) seq->post = NULL;
+  }
+  g->training = seq->training;
+  cq_module *post = seq->post;
+  cq_qconfig *qconfig = seq->qconfig;
+  seq->qconfig = NULL;
+  seq->post = NULL;
+  swap_modules(seq, g);
+  seq->qconfig = qconfig;
+  seq->post = NULL;
+  (void)post; /* a Sequential's own activation_post_process child moved with its children */
+  cq_module_free(g); /* the old Sequential shell and its placeholders */
   return CQ_OK;
 }
