@@ -385,6 +385,97 @@ static void test_visit(void) {
   cq_module_free(g);
 }
 
+/* ---- QAT: graph mode equals eager mode with the stubs placed by hand ----------------------------- */
+
+static cq_module *qat_body(int with_stubs) {
+  cq_manual_seed(11);
+  cq_module *flat = NULL, *s = NULL;
+  OK(cq_flatten(&flat, 1, -1));
+  cq_module *c[7] = {conv2d(2, 4, 3, 0), bn2d(4), simple(cq_relu), flat, linear(4 * 4 * 4, 3),
+                     NULL, NULL};
+  int n = 5;
+  if (with_stubs) { /* Sequential(QuantStub, conv, bn, relu, flatten, linear, DeQuantStub) */
+    for (int i = 5; i > 0; i--) c[i] = c[i - 1];
+    c[0] = simple(cq_quant_stub);
+    c[6] = simple(cq_dequant_stub);
+    n = 7;
+  }
+  return made(cq_sequential(&s, n, c), &s);
+}
+
+static void train_steps(cq_module *m, int steps) {
+  cq_optimizer *opt = NULL;
+  cq_module *loss = NULL;
+  OK(cq_sgd(&opt, m, 0.05f, 0.9f, 0.0f, 0.0f, 0));
+  OK(cq_mse_loss(&loss));
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_ctx_set_grad(ctx, 1);
+  cq_tensor *one = NULL;
+  OK(cq_tensor_create(&one, CQ_F32, 0, NULL));
+  *(float *)one->data = 1.0f;
+  for (int i = 0; i < steps; i++) {
+    cq_tensor *x = ramp(4, 2, 6, 6, 0.21f + 0.05f * (float)i), *y = NULL, *l = NULL;
+    int64_t tshape[2] = {4, 3};
+    cq_tensor *target = NULL;
+    OK(cq_tensor_create(&target, CQ_F32, 2, tshape));
+    float *tp = target->data;
+    for (int k = 0; k < 12; k++) tp[k] = (float)((k * 7 + i) % 5) * 0.25f;
+    OK(cq_module_forward1(m, ctx, x, &y));
+    cq_tensor *args[2] = {y, target};
+    OK(cq_module_forward(loss, ctx, 2, args, 1, &l));
+    cq_optimizer_zero_grad(opt);
+    OK(cq_ctx_backward(ctx, l, one, NULL, NULL));
+    OK(cq_optimizer_step(opt));
+    cq_ctx_reset(ctx);
+    cq_tensor_free(x);
+    cq_tensor_free(target);
+  }
+  cq_tensor_free(one);
+  cq_ctx_free(ctx);
+  cq_module_free(loss);
+  cq_optimizer_free(opt);
+}
+
+static void test_qat_matches_eager(void) {
+  /* eager: stubs by hand, fuse_modules_qat, prepare_qat with the default QAT qconfig */
+  cq_module *eager = qat_body(1);
+  const char *group[3] = {"1", "2", "3"};
+  OK(cq_fuse_modules_qat(eager, 3, group));
+  cq_qconfig qc;
+  OK(cq_get_default_qat_qconfig(CQ_BACKEND_X86, 1, &qc));
+  OK(cq_module_set_qconfig(eager, &qc));
+  OK(cq_prepare_qat(eager));
+  train_steps(eager, 4);
+  cq_module_train(eager, 0);
+  const cq_backend saved = cq_quantized_engine();
+  cq_set_quantized_engine(CQ_BACKEND_X86);
+  OK(cq_convert(eager));
+  cq_set_quantized_engine(saved);
+
+  /* graph mode on the float body */
+  cq_module *graph = qat_body(0);
+  cq_graph_quant_options o = cq_graph_quant_defaults();
+  OK(cq_prepare_qat_graph(graph, &o));
+  CHECK_INT_EQ(count_type(graph, "ConvBnReLU2d"), 1);
+  train_steps(graph, 4);
+  OK(cq_convert_graph(graph, &o));
+  CHECK_INT_EQ(count_type(graph, "QuantizedConvReLU2d"), 1);
+  CHECK_INT_EQ(count_type(graph, "QuantizedLinear"), 1);
+
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_tensor *x = ramp(3, 2, 6, 6, 0.33f), *ye = NULL, *yg = NULL;
+  OK(cq_module_forward1(eager, ctx, x, &ye));
+  OK(cq_module_forward1(graph, ctx, x, &yg));
+  CHECK(ye && yg && cq_tensor_numel(ye) == cq_tensor_numel(yg) &&
+        memcmp(ye->data, yg->data, sizeof(float) * (size_t)cq_tensor_numel(ye)) == 0);
+  cq_tensor_free(x);
+  cq_ctx_free(ctx);
+  cq_module_free(eager);
+  cq_module_free(graph);
+}
+
 int main(void) {
   test_golden();
   test_float_regions();
@@ -392,5 +483,6 @@ int main(void) {
   test_observer_choice();
   test_dynamic();
   test_visit();
+  test_qat_matches_eager();
   return check_summary("test_graph_mode");
 }
