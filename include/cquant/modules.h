@@ -98,23 +98,29 @@ CQ_API cq_status cq_cat(cq_module **out, int dim);
 /* ---- more activations and tensor ops (what imported ONNX graphs use) -------------------------- */
 
 /* nn.LeakyReLU(negative_slope), nn.Hardsigmoid(), nn.Hardswish(). On quantized tensors they run
- * PyTorch's quantized kernels (output qparams: LeakyReLU and Hardswish those of the observer
- * placed after them by convert, Hardsigmoid the fixed 1/256, 0 as PyTorch). */
+ * PyTorch's quantized kernels: convert replaces LeakyReLU and Hardswish with QuantizedLeakyReLU /
+ * QuantizedHardswish, whose output qparams are those of their observer; left unconverted,
+ * LeakyReLU keeps the input's qparams (torch.nn.functional.leaky_relu on a quantized tensor),
+ * Hardsigmoid gives the fixed (1/256, 0) for quint8 / (1/256, -128) for qint8, and Hardswish fails
+ * with CQ_EUNSUPPORTED (PyTorch 1.13 has no unconverted quantized hardswish either). */
 CQ_API cq_status cq_leaky_relu(cq_module **out, float negative_slope);
 CQ_API cq_status cq_hardsigmoid(cq_module **out);
 CQ_API cq_status cq_hardswish(cq_module **out);
 
 /* Elementwise binary ops on two inputs with numpy broadcasting (torch.add / sub / mul / div).
- * cq_mul is FloatFunctional.mul (like cq_add, quantizable: convert makes it QFunctional mul);
- * "sub" and "div" stay float. */
+ * cq_mul is FloatFunctional.mul (like cq_add, quantizable: convert makes it QFunctional mul, which
+ * broadcasts too; unconverted on quantized tensors it fails with CQ_EUNSUPPORTED as torch.mul
+ * does); "sub" and "div" stay float. */
 CQ_API cq_status cq_mul(cq_module **out);
 typedef enum cq_binary_op { CQ_BINARY_ADD, CQ_BINARY_SUB, CQ_BINARY_MUL, CQ_BINARY_DIV } cq_binary_op;
-/* One input and a constant operand (copied; a buffer named "constant"), broadcast as numpy does:
- * y = x op c, or y = c op x when constant_first. What ONNX's Add / Mul / Sub / Div with an
- * initializer operand become. */
+/* One input and a constant operand (copied to float32; a buffer named "constant"), broadcast as
+ * numpy does: y = x op c, or y = c op x when constant_first. What ONNX's Add / Mul / Sub / Div with
+ * an initializer operand become. Float only (CQ_EUNSUPPORTED on quantized input). Prints
+ * "BinaryConst(op=mul, constant_shape=(3, 1, 1))" (+ ", constant_first=True"). */
 CQ_API cq_status cq_binary_const(cq_module **out, cq_binary_op op, const cq_tensor *constant,
                                  int constant_first);
-/* torch.matmul of two inputs (batch dimensions broadcast), float only. */
+/* torch.matmul of two inputs (1-D operands as torch treats them, batch dimensions broadcast), float
+ * only (CQ_EUNSUPPORTED on quantized input). Prints "MatMul()". */
 CQ_API cq_status cq_matmul(cq_module **out);
 
 /* Shape ops. They work on float and quantized tensors alike (a quantized tensor keeps its qparams).
@@ -122,7 +128,10 @@ CQ_API cq_status cq_matmul(cq_module **out);
  * that position, one entry may be -1 (inferred). cq_permute: torch.permute / ONNX Transpose (perm
  * of 0..ndim-1; ndim == 0 reverses the dimensions as Transpose without perm does).
  * cq_squeeze / cq_unsqueeze: ONNX semantics (axes may be negative; squeeze with naxes == 0 drops
- * every dimension of size 1). */
+ * every dimension of size 1, squeezing a dimension that is not 1 is an error). Errors that depend
+ * on the input (a 0 entry past its rank, sizes that do not divide, axes out of range) fail the
+ * forward. They print FX-like names: "Reshape(shape=(0, -1))", "Permute(dims=(0, 2, 1))",
+ * "Squeeze(dims=(1,))", "Unsqueeze(dims=(0,))" ("Permute()" / "Squeeze()" without dims). */
 CQ_API cq_status cq_reshape(cq_module **out, int ndim, const int64_t *shape);
 CQ_API cq_status cq_permute(cq_module **out, int ndim, const int *perm);
 CQ_API cq_status cq_squeeze(cq_module **out, int naxes, const int *axes);
@@ -138,7 +147,9 @@ typedef struct cq_conv_transpose_options {
 CQ_API cq_conv_transpose_options cq_conv_transpose_defaults(int64_t in_channels,
                                                             int64_t out_channels, int64_t kh,
                                                             int64_t kw);
-/* nn.ConvTranspose2d; weight [in, out/groups, kh, kw] as PyTorch. Float only. */
+/* nn.ConvTranspose2d; weight [in, out/groups, kh, kw] as PyTorch (output_padding must be smaller
+ * than stride or dilation). Float only (CQ_EUNSUPPORTED on quantized input; convert refuses it as
+ * cquant has no QuantizedConvTranspose2d). */
 CQ_API cq_status cq_conv_transpose2d(cq_module **out, const cq_conv_transpose_options *options);
 
 /* ---- losses: modules taking (prediction, target) and giving a 0-d loss (mean reduction) ---------- */

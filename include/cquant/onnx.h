@@ -6,7 +6,12 @@
  * modules (gate order converted), shape subgraphs (Shape / Gather / Unsqueeze / Concat feeding
  * Reshape) are evaluated symbolically into reshape modules, and so on. Children are named after the
  * PyTorch module the exporter saw where the file says so (initializer "conv1.weight" -> node
- * "conv1"), otherwise after the ONNX node name made into an identifier. The graph's class name is
+ * "conv1"; torch 1.13's scoped node name "/conv1/Conv" -> "conv1", which names convolutions whose
+ * BatchNorm the exporter folded), otherwise after the ONNX node name made into an identifier
+ * (characters outside [A-Za-z0-9_] become '_', "_1", "_2" ... keep names unique). Gather with a
+ * constant index on an activation (x[:, -1] in an LSTM classifier) becomes a small "Gather(dim=1,
+ * index=-1)" module. The generator of cq_manual_seed is left as it was (modules are built and then
+ * take the file's weights). The graph's class name is
  * the ONNX graph name ("main_graph" -> printed as "GraphModule", like FX). The first dimension of
  * every graph input may be dynamic; other dimensions must be fixed in the file or are taken from
  * the first input given at run time.

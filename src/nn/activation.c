@@ -13,6 +13,7 @@
 #include "core/pyformat.h"
 #include "cquant/modules.h"
 #include "cquant/qconfig.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
 
@@ -328,4 +329,20 @@ cq_status cq_softmax(cq_module **out, int dim) {
   if (!p) return CQ_ENOMEM;
   p->dim = dim;
   return cq_module_new(&softmax_type, p, out);
+}
+
+cq_status cq_hardtanh_describe(const cq_module *m, float *min_val, float *max_val) {
+  if (m->type != &hardtanh_type && m->type != &relu6_type) {
+    return cq_fail(CQ_EINVAL, "%s is not a Hardtanh or ReLU6", m->type->name);
+  }
+  const hardtanh_impl *p = m->impl;
+  *min_val = p->min_val;
+  *max_val = p->max_val;
+  return CQ_OK;
+}
+
+cq_status cq_softmax_describe(const cq_module *m, int *dim) {
+  if (m->type != &softmax_type) return cq_fail(CQ_EINVAL, "%s is not a Softmax", m->type->name);
+  *dim = ((const softmax_impl *)m->impl)->dim;
+  return CQ_OK;
 }

@@ -73,13 +73,9 @@ static void dx_libm(const float *x, const float *dy, float *dx, int64_t n, float
   for (int64_t i = 0; i < n; i++) dx[i] = fmaf(-(x[i] - mean), k, dy[i] - grad_mean) * invstd * w;
 }
 
-static int have_fma(void) {
 #ifdef HAVE_FMA_TARGET
-  return __builtin_cpu_supports("fma");
-#else
-  return 0;
+static int have_fma(void) { return __builtin_cpu_supports("fma"); }
 #endif
-}
 
 static affine_fn pick_affine(void) {
 #ifdef HAVE_FMA_TARGET
@@ -356,5 +352,16 @@ cq_status cq_batchnorm_describe(const cq_module *m, int64_t *num_features, doubl
   if (num_features) *num_features = p->num_features;
   if (eps) *eps = p->eps;
   if (momentum) *momentum = p->momentum;
+  return CQ_OK;
+}
+
+cq_status cq_batchnorm_set_eps(cq_module *m, double eps) {
+  if (m->type != &bn1d_type && m->type != &bn2d_type) {
+    return cq_fail(CQ_EINVAL, "%s is not a BatchNorm1d or BatchNorm2d", m->type->name);
+  }
+  if (!(eps > 0.0) || eps != eps || eps > 1e30) {
+    return cq_fail(CQ_EINVAL, "%s: eps %g must be a finite number > 0", m->type->name, eps);
+  }
+  ((bn_impl *)m->impl)->eps = eps;
   return CQ_OK;
 }

@@ -133,6 +133,7 @@ static cq_status reject(cq_module *module, cq_status st) {
  * 0 .. before-1. */
 static int defined_before(const graph_impl *p, int v, int before) {
   if (v >= 0 && v < p->ninputs) return 1;
+  if (before == p->nnodes) return v >= 0 && v < p->nvalues; /* appending: every value exists */
   for (int k = 0; k < before; k++) {
     for (int i = 0; i < p->nodes[k].nout; i++) {
       if (p->nodes[k].outputs[i] == v) return 1;

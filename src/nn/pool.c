@@ -22,6 +22,7 @@
 #include "core/alloc.h"
 #include "cquant/modules.h"
 #include "cquant/qconfig.h"
+#include "nn/layers.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
 
@@ -562,4 +563,32 @@ cq_status cq_adaptive_avgpool2d(cq_module **out, int64_t out_h, int64_t out_w) {
   p->out[0] = out_h;
   p->out[1] = out_w;
   return cq_module_new(&adaptive_type, p, out);
+}
+
+cq_status cq_pool_describe(const cq_module *m, cq_pool_options *options) {
+  if (m->type != &maxpool_type && m->type != &avgpool_type) {
+    return cq_fail(CQ_EINVAL, "%s is not a MaxPool2d or AvgPool2d", m->type->name);
+  }
+  const pool_impl *p = m->impl;
+  memset(options, 0, sizeof *options);
+  for (int d = 0; d < 2; d++) {
+    options->kernel_size[d] = p->kernel[d];
+    options->stride[d] = p->stride[d];
+    options->padding[d] = p->padding[d];
+    options->dilation[d] = p->dilation[d];
+  }
+  options->ceil_mode = p->ceil_mode;
+  options->count_include_pad = p->count_include_pad;
+  options->divisor_override = p->divisor_override;
+  return CQ_OK;
+}
+
+cq_status cq_adaptive_avgpool_describe(const cq_module *m, int64_t *out_h, int64_t *out_w) {
+  if (m->type != &adaptive_type) {
+    return cq_fail(CQ_EINVAL, "%s is not an AdaptiveAvgPool2d", m->type->name);
+  }
+  const adaptive_impl *p = m->impl;
+  *out_h = p->out[0];
+  *out_w = p->out[1];
+  return CQ_OK;
 }

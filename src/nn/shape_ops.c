@@ -1,6 +1,7 @@
-/* Shape and routing modules: nn.Flatten, nn.Identity, nn.Dropout, and the functional ops add and
- * cat as FloatFunctional modules (torch.ao.nn.quantized.FloatFunctional, the class eager-mode
- * quantization requires for additions and concatenations).
+/* Shape and routing modules: nn.Flatten, nn.Identity, nn.Dropout, and the functional ops add, mul
+ * and cat as FloatFunctional modules (torch.ao.nn.quantized.FloatFunctional, the class eager-mode
+ * quantization requires for additions, products and concatenations; mul broadcasts as torch.mul,
+ * with its arithmetic in binary_ops.c).
  *
  * Dropout in training draws its mask exactly as PyTorch 1.13 does on the CPU (bernoulli_(1 - p)
  * with a double uniform from two 32-bit draws of the generator, then 1 / (1 - p) in float): with
@@ -16,6 +17,7 @@
 #include "core/rng.h"
 #include "cquant/graph.h"
 #include "cquant/modules.h"
+#include "nn/binary_ops.h"
 #include "nn/layers.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
@@ -259,9 +261,9 @@ cq_status cq_dropout(cq_module **out, float p) {
   return cq_module_new(&dropout_type, impl, out);
 }
 
-/* --- FloatFunctional: add and cat -------------------------------------------------------------- */
+/* --- FloatFunctional: add, mul and cat -------------------------------------------------------- */
 
-typedef enum functional_kind { FUNC_ADD, FUNC_CAT } functional_kind;
+typedef enum functional_kind { FUNC_ADD, FUNC_CAT, FUNC_MUL } functional_kind;
 
 typedef struct functional_impl {
   functional_kind kind;
@@ -350,6 +352,10 @@ static cq_status functional_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tenso
                                     int nout, cq_tensor **out) {
   (void)nout;
   const functional_impl *p = m->impl;
+  if (p->kind == FUNC_MUL && (in[0]->qparams || in[1]->qparams)) {
+    return cq_module_fail(m, CQ_EUNSUPPORTED, "mul of quantized tensors needs output qparams: "
+                          "convert the FloatFunctional to a QFunctional (prepare + convert) first");
+  }
   if (in[0]->qparams) { /* quantized inputs: torch.cat's rule; add has no quantized form */
     return cq_qop_float_functional(m, ctx, p->kind == FUNC_CAT, p->dim, nin, in, &out[0]);
   }
@@ -361,6 +367,9 @@ static cq_status functional_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tenso
     if (nin != 2) return cq_module_fail(m, CQ_EINVAL, "add takes 2 inputs, got %d", nin);
     return add_forward(m, ctx, in[0], in[1], &out[0]);
   }
+  if (p->kind == FUNC_MUL) { /* torch.mul: numpy broadcasting (binary_ops.c) */
+    return cq_binary_forward(m, ctx, CQ_BINARY_MUL, in[0], in[1], &out[0]);
+  }
   return cat_forward(m, ctx, nin, in, &out[0]);
 }
 
@@ -368,6 +377,9 @@ static cq_status functional_backward(cq_module *m, cq_ctx *ctx, const cq_tape_en
                                      cq_tensor *const *gout, cq_tensor **gin) {
   const functional_impl *p = m->impl;
   const cq_tensor *g = gout[0];
+  if (p->kind == FUNC_MUL) {
+    return cq_binary_backward(m, ctx, CQ_BINARY_MUL, e->in[0], e->in[1], g, &gin[0], &gin[1]);
+  }
   if (p->kind == FUNC_ADD) {
     /* separate copies: the tape adds later gradients into them in place */
     cq_status st = reshaped_copy(ctx, g, e->in[0], &gin[0]);
@@ -435,6 +447,12 @@ cq_status cq_add(cq_module **out) {
   return new_functional(out, &add_type, FUNC_ADD, 0);
 }
 
+cq_status cq_mul(cq_module **out) {
+  if (!out) return cq_fail(CQ_EINVAL, "mul: the output pointer is NULL");
+  *out = NULL;
+  return new_functional(out, &add_type, FUNC_MUL, 0);
+}
+
 cq_status cq_cat(cq_module **out, int dim) {
   *out = NULL;
   if (!dim_arg_ok(dim)) {
@@ -448,7 +466,16 @@ const char *cq_functional_op(const cq_module *m, int *dim) {
   if (!m || m->type->forward != functional_forward) return NULL;
   const functional_impl *p = m->impl;
   if (dim) *dim = p->dim;
+  if (p->kind == FUNC_MUL) return "mul";
   return p->kind == FUNC_ADD ? "add" : "cat";
+}
+
+cq_status cq_flatten_describe(const cq_module *m, int *start_dim, int *end_dim) {
+  if (m->type != &flatten_type) return cq_fail(CQ_EINVAL, "%s is not a Flatten", m->type->name);
+  const flatten_impl *p = m->impl;
+  *start_dim = p->start_dim;
+  *end_dim = p->end_dim;
+  return CQ_OK;
 }
 
 cq_status cq_dropout_describe(const cq_module *m, float *p) {

@@ -9,10 +9,11 @@
  *   Conv1d/2d, ConvReLU1d/2d -> quantized conv; Linear, LinearReLU -> quantized linear: a fresh
  *                  qconfig.weight observer run on the (already BN-folded) weight gives the weight
  *                  qparams, the module's activation observer the output qparams
- *   FloatFunctional (add, cat) -> QFunctional with its observer's qparams
+ *   FloatFunctional (add, mul, cat) -> QFunctional with its observer's qparams
  *   ReLU6 -> QuantizedReLU6; Dropout -> QuantizedDropout(p) (neither needs an observer)
+ *   LeakyReLU, Hardswish -> QuantizedLeakyReLU / QuantizedHardswish with the observer's qparams
  * The quantized modules follow the quantized engine current at convert (cq_quantized_engine).
- * Classes PyTorch maps but cquant has no quantized module for (BatchNorm2d, BNReLU2d, Hardswish,
+ * Classes PyTorch maps but cquant has no quantized module for (BatchNorm2d, BNReLU2d, ELU,
  * ...) make convert fail with CQ_EUNSUPPORTED naming the module. Unmapped modules (ReLU,
  * MaxPool2d, Flatten, Identity, ...) stay float modules that run on quantized tensors.
  *
@@ -174,6 +175,19 @@ static cq_status swap_static(cq_module *m, cq_backend engine, cq_module **out) {
     return swap_weighted(m, layer, 1, engine, out);
   }
   if (cq_module_is(m, "ReLU6")) return cq_qmodule_relu6(out);
+  if (cq_module_is(m, "LeakyReLU") || cq_module_is(m, "Hardswish")) {
+    float slope = 0.0f;
+    cq_qparams yq;
+    cq_status st = output_qparams(m, &yq);
+    if (st == CQ_OK && cq_module_is(m, "LeakyReLU")) {
+      st = cq_leaky_relu_describe(m, &slope);
+      if (st == CQ_OK) st = cq_qmodule_leaky_relu(out, slope, &yq);
+    } else if (st == CQ_OK) {
+      st = cq_qmodule_hardswish(out, &yq, engine);
+    }
+    cq_qparams_release(&yq);
+    return st;
+  }
   if (cq_module_is(m, "Dropout")) {
     float p = 0.0f;
     cq_status st = cq_dropout_describe(m, &p);
@@ -185,15 +199,17 @@ static cq_status swap_static(cq_module *m, cq_backend engine, cq_module **out) {
     cq_qparams yq;
     cq_status st = output_qparams(m, &yq);
     if (st == CQ_OK) {
-      const cq_qfunctional_op qop = strcmp(op, "add") == 0 ? CQ_QF_ADD : CQ_QF_CAT;
+      const cq_qfunctional_op qop = strcmp(op, "add") == 0   ? CQ_QF_ADD
+                                    : strcmp(op, "mul") == 0 ? CQ_QF_MUL
+                                                             : CQ_QF_CAT;
       st = cq_qmodule_functional(out, qop, dim, &yq, engine);
     }
     cq_qparams_release(&yq);
     return st;
   }
   static const char *const unsupported[] = {
-      "BatchNorm2d", "BatchNorm3d", "BNReLU2d", "BNReLU3d", "Hardswish", "ELU",
-      "LeakyReLU", "PReLU", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+      "BatchNorm2d", "BatchNorm3d", "BNReLU2d", "BNReLU3d", "ELU", "PReLU", "LayerNorm",
+      "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
       "InstanceNorm3d", "Embedding", "EmbeddingBag", "Conv3d", "ConvReLU3d", "ConvTranspose1d",
       "ConvTranspose2d", "ConvTranspose3d",
   };

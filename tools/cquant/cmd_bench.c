@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_timing.h"
 #include "cli.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
@@ -23,6 +24,7 @@
 
 static const char bench_help[] =
     "usage: cquant bench --op linear --shape M,K,N [OPTIONS]\n"
+    "       cquant bench MODEL.onnx --input X.npy [--against OTHER.onnx]   (cquant bench MODEL --help)\n"
     "       cquant bench --op conv2d --shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] [OPTIONS]\n"
     "\n"
     "Times the quantized operator on random data (weights packed once) and prints JSON with the\n"
@@ -38,51 +40,6 @@ static const char bench_help[] =
     "\n"
     "output: {\"op\", \"shape\", \"out_shape\", \"threads\", \"isa\", \"path\", \"engine\",\n"
     "         \"layout\", \"reps\", \"median_ms\", \"min_ms\", \"gops\"}\n";
-
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Times `call` (which records a failure in *failed): picks calls per repetition so one repetition
- * lasts at least min_ms, then returns the median and minimum milliseconds per call over `reps`. */
-typedef void (*bench_call_fn)(void *ctx);
-
-static double time_calls(bench_call_fn call, void *ctx, const cq_status *failed, long calls) {
-  const double t0 = now_s();
-  for (long i = 0; i < calls && *failed == CQ_OK; i++) call(ctx);
-  return (now_s() - t0) * 1e3 / (double)calls;
-}
-
-static cq_status bench_loop(bench_call_fn call, void *ctx, const cq_status *failed, int reps,
-                            double min_ms, double *median_ms, double *min_out, long *calls_out) {
-  call(ctx); /* warm-up */
-  long calls = 1;
-  for (;;) {
-    const double ms = time_calls(call, ctx, failed, calls) * (double)calls;
-    if (*failed != CQ_OK || ms >= min_ms * 0.5 || calls > (1L << 24)) {
-      const long want = (long)ceil((double)calls * min_ms / (ms > 1e-6 ? ms : 1e-6));
-      calls = want < 1 ? 1 : want;
-      break;
-    }
-    calls *= 4;
-  }
-  double *times = malloc(sizeof(double) * (size_t)reps);
-  if (!times) return cq_fail(CQ_ENOMEM, "out of memory");
-  for (int i = 0; i < reps; i++) times[i] = time_calls(call, ctx, failed, calls);
-  qsort(times, (size_t)reps, sizeof *times, cmp_double);
-  *median_ms = reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
-  *min_out = times[0];
-  *calls_out = calls;
-  free(times);
-  return *failed;
-}
 
 typedef struct conv_bench {
   const cq_qconv_op *op;
@@ -313,7 +270,10 @@ done:
   return rc;
 }
 
+int bench_model(int argc, char **argv); /* bench_model.c */
+
 int cmd_bench(int argc, char **argv) {
+  if (argc > 1 && argv[1][0] != '-') return bench_model(argc, argv);
   const char *op = NULL, *shape = NULL;
   int threads = 1, reps = 9, relu = 0;
   double min_ms = 20.0;

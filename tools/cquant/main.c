@@ -12,8 +12,13 @@ typedef struct command {
 
 static const command commands[] = {
     {"observe", cmd_observe, "run an observer over .npy batches and print its scale/zero point"},
+    {"quantize", cmd_quantize, "quantize an ONNX model (static, dynamic or QAT) into ONNX QDQ form"},
+    {"run", cmd_run, "run an ONNX model on a .npy input and write the output as .npy"},
+    {"eval", cmd_eval, "top-1 accuracy of an ONNX model on labelled .npy data"},
+    {"compare", cmd_compare, "per-layer SQNR of a quantized ONNX model against its float original"},
+    {"info", cmd_info, "print an ONNX model as PyTorch prints it"},
     {"demo", cmd_demo, "the seed's examples, computed by cquant"},
-    {"bench", cmd_bench, "time a quantized operator (--op linear|conv2d) and print the median, as JSON"},
+    {"bench", cmd_bench, "time a model (MODEL.onnx) or one quantized operator (--op), as JSON"},
 };
 
 static void print_usage(FILE *f) {

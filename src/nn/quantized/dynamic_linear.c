@@ -167,3 +167,15 @@ cq_status cq_qmodule_dynamic_linear(cq_module **out, int64_t in_features, int64_
   *out = m;
   return CQ_OK;
 }
+
+int cq_qmodule_describe_dynamic_linear(const cq_module *m, cq_qmodule_info *info) {
+  if (m->type != &dyn_linear_type && m->type != &dyn_linear_relu_type) return 0;
+  const dyn_linear_impl *p = m->impl;
+  *info = (cq_qmodule_info){0};
+  info->has_engine = 1;
+  info->engine = p->engine;
+  info->relu = p->relu;
+  info->in_features = p->in_features;
+  info->out_features = p->out_features;
+  return 1;
+}

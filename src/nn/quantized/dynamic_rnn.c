@@ -341,11 +341,12 @@ static cq_status describe_float_rnn(const cq_module *m, dyn_rnn_impl *p, int *bi
 
 /* Observes, quantizes and packs one weight matrix with its bias; adds the int8 weight as buffer
  * `wname`. The packed copy goes to *packed. */
-static cq_status convert_matrix(cq_module *qm, const cq_observer_config *cfg, const cq_tensor *w,
-                                const cq_tensor *b, const char *wname, cq_backend engine,
-                                cq_qgemm_packed **packed) {
+static cq_status convert_matrix(cq_module *qm, const cq_observer_config *cfg,
+                                const cq_qparams *given, const cq_tensor *w, const cq_tensor *b,
+                                const char *wname, cq_backend engine, cq_qgemm_packed **packed) {
   cq_qparams wq;
-  cq_status st = cq_dynamic_weight_observe(cfg, w->data, w->shape[0], w->shape[1], &wq);
+  cq_status st = given ? cq_qparams_copy(&wq, given)
+                       : cq_dynamic_weight_observe(cfg, w->data, w->shape[0], w->shape[1], &wq);
   if (st != CQ_OK) return cq_fail_context(st, "%s", wname);
   cq_tensor *qw = NULL;
   st = cq_dynamic_weight_quantize(w->data, w->shape[0], w->shape[1], &wq, engine, &qw);
@@ -367,8 +368,9 @@ static cq_status copy_bias(cq_module *qm, const cq_tensor *b, const char *name) 
   return cq_module_add_buffer(qm, name, t);
 }
 
-cq_status cq_qmodule_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
-                                 const cq_qspec *weight_spec, cq_backend engine) {
+static cq_status build_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
+                                   const cq_qspec *weight_spec, const cq_qparams *const *given,
+                                   int ngiven, cq_backend engine) {
   *out = NULL;
   if (!float_rnn) return cq_fail(CQ_EINVAL, "dynamic RNN: the float module is NULL");
   const int gru = strcmp(float_rnn->type->name, "GRU") == 0;
@@ -398,6 +400,17 @@ cq_status cq_qmodule_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
                  who);
   }
   const int64_t n = 2 * p->num_layers * dirs_of(p);
+  if (st == CQ_OK && given && ngiven != n) {
+    st = cq_fail(CQ_EINVAL, "%s: %d weight qparams given, the module has %lld weight matrices",
+                 who, ngiven, (long long)n);
+  }
+  for (int64_t i = 0; st == CQ_OK && given && i < n; i++) {
+    const cq_qparams *q = given[i];
+    if (!q || q->dtype != CQ_QINT8 || q->count != 1 || q->qscheme != CQ_PER_TENSOR_AFFINE) {
+      st = cq_fail(CQ_EINVAL, "%s: weight matrix %lld needs per-tensor qint8 qparams", who,
+                   (long long)i);
+    }
+  }
   if (st == CQ_OK) {
     p->packed = cq_calloc_for((size_t)n, sizeof *p->packed, "packed RNN weights");
     if (!p->packed) st = CQ_ENOMEM;
@@ -430,8 +443,12 @@ cq_status cq_qmodule_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
                      who, (long long)l, d ? " (reverse)" : "");
         break;
       }
-      st = convert_matrix(qm, &cfg, Wih, Bih, wih, engine, &p->packed[2 * k]);
-      if (st == CQ_OK) st = convert_matrix(qm, &cfg, Whh, Bhh, whh, engine, &p->packed[2 * k + 1]);
+      st = convert_matrix(qm, &cfg, given ? given[2 * k] : NULL, Wih, Bih, wih, engine,
+                          &p->packed[2 * k]);
+      if (st == CQ_OK) {
+        st = convert_matrix(qm, &cfg, given ? given[2 * k + 1] : NULL, Whh, Bhh, whh, engine,
+                            &p->packed[2 * k + 1]);
+      }
       if (st == CQ_OK) st = copy_bias(qm, Bih, bih);
       if (st == CQ_OK) st = copy_bias(qm, Bhh, bhh);
     }
@@ -442,4 +459,36 @@ cq_status cq_qmodule_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
   }
   *out = qm;
   return CQ_OK;
+}
+
+cq_status cq_qmodule_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
+                                 const cq_qspec *weight_spec, cq_backend engine) {
+  return build_dynamic_rnn(out, float_rnn, weight_spec, NULL, 0, engine);
+}
+
+cq_status cq_qmodule_dynamic_rnn_with_qparams(cq_module **out, const cq_module *float_rnn,
+                                              const cq_qparams *const *weight_qparams, int n,
+                                              cq_backend engine) {
+  if (!weight_qparams) {
+    if (out) *out = NULL;
+    return cq_fail(CQ_EINVAL, "dynamic RNN: no weight qparams given");
+  }
+  return build_dynamic_rnn(out, float_rnn, NULL, weight_qparams, n, engine);
+}
+
+int cq_qmodule_describe_dynamic_rnn(const cq_module *m, cq_qmodule_info *info) {
+  if (m->type != &dyn_lstm_type && m->type != &dyn_gru_type) return 0;
+  const dyn_rnn_impl *p = m->impl;
+  *info = (cq_qmodule_info){0};
+  info->has_engine = 1;
+  info->engine = p->engine;
+  info->is_gru = p->gru;
+  info->rnn.input_size = p->input_size;
+  info->rnn.hidden_size = p->hidden_size;
+  info->rnn.num_layers = p->num_layers;
+  info->rnn.bias = 1;
+  info->rnn.batch_first = p->batch_first;
+  info->rnn.bidirectional = p->bidirectional;
+  info->rnn.dropout = p->dropout;
+  return 1;
 }

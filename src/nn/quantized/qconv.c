@@ -397,3 +397,30 @@ cq_status cq_qmodule_conv(cq_module **out, const cq_conv_options *options, int d
   *out = m;
   return CQ_OK;
 }
+
+int cq_qmodule_describe_conv(const cq_module *m, cq_qmodule_info *info) {
+  if (m->type != &qconv1d_type && m->type != &qconv2d_type && m->type != &qconv_relu1d_type &&
+      m->type != &qconv_relu2d_type) {
+    return 0;
+  }
+  const qconv_impl *p = m->impl;
+  *info = (cq_qmodule_info){0};
+  info->has_engine = 1;
+  info->engine = p->engine;
+  info->scale = p->y_scale;
+  info->zero_point = p->y_zp;
+  info->dtype = CQ_QUINT8;
+  info->relu = p->relu;
+  info->dims = p->dims;
+  info->conv.in_channels = p->in_channels;
+  info->conv.out_channels = p->out_channels;
+  info->conv.groups = p->groups;
+  info->conv.bias = p->has_bias;
+  for (int d = 0; d < 2; d++) {
+    info->conv.kernel_size[d] = p->kernel[d];
+    info->conv.stride[d] = p->stride[d];
+    info->conv.padding[d] = p->padding[d];
+    info->conv.dilation[d] = p->dilation[d];
+  }
+  return 1;
+}

@@ -167,3 +167,17 @@ cq_status cq_qmodule_dropout(cq_module **out, float p) {
   impl->p = p;
   return cq_module_new(&qdropout_type, impl, out);
 }
+
+int cq_qmodule_describe_functional(const cq_module *m, cq_qmodule_info *info) {
+  if (m->type != &qfunctional2_type && m->type != &qfunctional_cat_type) return 0;
+  const qfunctional_impl *p = m->impl;
+  *info = (cq_qmodule_info){0};
+  info->has_engine = 1;
+  info->engine = p->engine;
+  info->scale = p->scale;
+  info->zero_point = p->zero_point; /* the dtype is the inputs' */
+  info->relu = p->op == CQ_QF_ADD_RELU;
+  info->op = p->op;
+  info->cat_dim = p->cat_dim;
+  return 1;
+}

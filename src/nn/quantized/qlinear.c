@@ -178,3 +178,18 @@ cq_status cq_qmodule_linear(cq_module **out, int64_t in_features, int64_t out_fe
   *out = m;
   return CQ_OK;
 }
+
+int cq_qmodule_describe_linear(const cq_module *m, cq_qmodule_info *info) {
+  if (m->type != &qlinear_type && m->type != &qlinear_relu_type) return 0;
+  const qlinear_impl *p = m->impl;
+  *info = (cq_qmodule_info){0};
+  info->has_engine = 1;
+  info->engine = p->engine;
+  info->scale = p->y_scale;
+  info->zero_point = p->y_zp;
+  info->dtype = CQ_QUINT8;
+  info->relu = p->relu;
+  info->in_features = p->in_features;
+  info->out_features = p->out_features;
+  return 1;
+}

@@ -84,6 +84,19 @@ cq_status cq_qmodule_relu6(cq_module **out);
  * "QuantizedDropout(p=0.5, inplace=False)". (Added after the first version of this contract.) */
 cq_status cq_qmodule_dropout(cq_module **out, float p);
 
+/* nnq.LeakyReLU(scale, zero_point, negative_slope) and nnq.Hardswish(scale, zero_point) (convert's
+ * replacements for nn.LeakyReLU / nn.Hardswish): quantized::leaky_relu / quantized::hardswish with
+ * the output qparams of yq (per-tensor; only scale and zero point are kept: the output has the
+ * input's dtype, as in PyTorch). Hardswish follows `engine` (QNNPACK's lookup table for quint8).
+ * Print "QuantizedLeakyReLU(negative_slope=0.01)" and "QuantizedHardswish()". (Added after the
+ * first version of this contract.) */
+cq_status cq_qmodule_leaky_relu(cq_module **out, float negative_slope, const cq_qparams *yq);
+cq_status cq_qmodule_hardswish(cq_module **out, const cq_qparams *yq, cq_backend engine);
+/* The output qparams (and LeakyReLU's slope; may be NULL) of a module made by one of the two;
+ * CQ_EINVAL for another module. */
+cq_status cq_qmodule_activation_describe(const cq_module *m, float *scale, int32_t *zero_point,
+                                         float *negative_slope);
+
 /* nnqd.Linear / nniqd.LinearReLU: float in and out; activations quantized per call with
  * ChooseQuantizationParams (reduce_range as the engine honours it). */
 cq_status cq_qmodule_dynamic_linear(cq_module **out, int64_t in_features, int64_t out_features,
@@ -94,5 +107,41 @@ cq_status cq_qmodule_dynamic_linear(cq_module **out, int64_t in_features, int64_
  * observer from `weight_spec` (one per layer, direction, ih and hh). */
 cq_status cq_qmodule_dynamic_rnn(cq_module **out, const cq_module *float_rnn,
                                  const cq_qspec *weight_spec, cq_backend engine);
+/* The same with the weight qparams given instead of observed: weight_qparams[2k] for weight_ih and
+ * [2k + 1] for weight_hh of (layer, direction) k = layer * directions + direction, each per-tensor
+ * qint8. What the ONNX importer uses to rebuild a saved module with exactly its integers (the
+ * float module then holds the dequantized weights). */
+cq_status cq_qmodule_dynamic_rnn_with_qparams(cq_module **out, const cq_module *float_rnn,
+                                              const cq_qparams *const *weight_qparams, int n,
+                                              cq_backend engine);
+
+/* ---- reading a quantized module back (what the ONNX exporter writes) -------------------------- */
+
+/* What a quantized module was built with; fields that do not apply to the module stay zero. */
+typedef struct cq_qmodule_info {
+  int has_engine;         /* the module follows an engine's rules (not Quantize) */
+  cq_backend engine;
+  float scale;            /* output qparams: Quantize, static Linear / Conv, QFunctional */
+  int32_t zero_point;
+  cq_qdtype dtype;
+  int relu;               /* LinearReLU, ConvReLU, add_relu */
+  cq_qfunctional_op op;   /* QFunctional */
+  int cat_dim;
+  int dims;               /* static Conv: 1 or 2, with its options (bias: it has one) */
+  cq_conv_options conv;
+  int64_t in_features, out_features; /* static and dynamic Linear */
+  int is_gru;             /* dynamic LSTM / GRU, with the float module's options */
+  cq_rnn_options rnn;
+} cq_qmodule_info;
+
+/* Each fills *info (zeroed first) and returns 1 when m was made by the matching constructor above
+ * (Quantize; static Linear / LinearReLU; Conv / ConvReLU; QFunctional; dynamic Linear /
+ * LinearReLU; dynamic LSTM / GRU), else returns 0 and leaves *info alone. */
+int cq_qmodule_describe_quantize(const cq_module *m, cq_qmodule_info *info);
+int cq_qmodule_describe_linear(const cq_module *m, cq_qmodule_info *info);
+int cq_qmodule_describe_conv(const cq_module *m, cq_qmodule_info *info);
+int cq_qmodule_describe_functional(const cq_module *m, cq_qmodule_info *info);
+int cq_qmodule_describe_dynamic_linear(const cq_module *m, cq_qmodule_info *info);
+int cq_qmodule_describe_dynamic_rnn(const cq_module *m, cq_qmodule_info *info);
 
 #endif

@@ -70,7 +70,8 @@ cq_status cq_qop_tanh(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_ba
 cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
                      float scale, int32_t zero_point, int relu, cq_backend engine,
                      cq_qlayout layout, cq_tensor **y);
-/* quantized::mul: zp + rne(f32((qa - za)(qb - zb)) * f32(f32(sa sb) / s)), clamped. */
+/* quantized::mul: zp + rne(f32((qa - za)(qb - zb)) * f32(f32(sa sb) / s)), clamped; the inputs
+ * broadcast as torch.mul. */
 cq_status cq_qop_mul(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
                      float scale, int32_t zero_point, int relu, cq_tensor **y);
 /* quantized::cat(tensors, dim, scale, zp): every input requantized to (scale, zp). */

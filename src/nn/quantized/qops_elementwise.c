@@ -12,6 +12,7 @@
 
 #include "core/alloc.h"
 #include "cquant/quantize.h"
+#include "nn/binary_ops.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
 #include "nn/quantized/qstatic_impl.h"
@@ -304,19 +305,29 @@ cq_status cq_qop_mul(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const 
   *y = NULL;
   cq_status st = cq_qact_check(m, a, 0);
   if (st == CQ_OK) st = cq_qact_check(m, b, 1);
-  if (st == CQ_OK) st = same_shape(m, a, b);
+  /* quantized::mul broadcasts as torch.mul (the arithmetic does not depend on the position) */
+  cq_broadcast bc;
+  if (st == CQ_OK) {
+    st = cq_broadcast_shapes(m, "mul", a->ndim, a->shape, b->ndim, b->shape, &bc);
+  }
+  if (st == CQ_OK && a->dtype != b->dtype) {
+    st = cq_qmod_fail(m, CQ_EINVAL, "quantized inputs must have the same dtype (torch.%s and "
+                      "torch.%s)", cq_qdtype_name(cq_qact_dtype(a)),
+                      cq_qdtype_name(cq_qact_dtype(b)));
+  }
   const cq_qdtype d = cq_qact_dtype(a);
   if (st == CQ_OK) st = check_out_qparams(m, d, scale, zero_point);
-  if (st == CQ_OK) st = cq_qact_new(ctx, d, a->ndim, a->shape, scale, zero_point, y);
+  if (st == CQ_OK) st = cq_qact_new(ctx, d, bc.ndim, bc.shape, scale, zero_point, y);
   if (st != CQ_OK) return st;
   /* qmul_kernel: requantize_from_int(multiplier, zp, (qa - za)(qb - zb)) */
   const float inv = 1.0f / scale;
   const float mult = act_scale(a) * act_scale(b) * inv;
   const int32_t za = act_zp(a), zb = act_zp(b);
   const int64_t lo = relu ? zero_point : qmin_of(d), hi = qmax_of(d);
-  const int64_t n = cq_tensor_numel(a);
-  for (int64_t i = 0; i < n; i++) {
-    const int32_t c = (load_q(a, i) - za) * (load_q(b, i) - zb);
+  cq_broadcast_iter it;
+  cq_broadcast_iter_init(&it, &bc);
+  for (int64_t i = 0; i < bc.numel; i++, cq_broadcast_iter_next(&it)) {
+    const int32_t c = (load_q(a, it.oa) - za) * (load_q(b, it.ob) - zb);
     int64_t v = (int64_t)zero_point + (int64_t)lrintf((float)c * mult);
     v = v < lo ? lo : (v > hi ? hi : v);
     store_q(*y, i, (int32_t)v);

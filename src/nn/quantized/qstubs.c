@@ -153,3 +153,13 @@ cq_status cq_qmodule_dequantize(cq_module **out) {
   if (!out) return cq_fail(CQ_EINVAL, "DeQuantize: the output pointer is NULL");
   return cq_module_new(&dequantize_type, NULL, out);
 }
+
+int cq_qmodule_describe_quantize(const cq_module *m, cq_qmodule_info *info) {
+  if (m->type != &quantize_type) return 0;
+  const quantize_impl *p = m->impl;
+  *info = (cq_qmodule_info){0};
+  info->scale = p->scale;
+  info->zero_point = p->zero_point;
+  info->dtype = p->dtype;
+  return 1;
+}
