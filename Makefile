@@ -3,7 +3,8 @@ BUILD ?= build
 CMAKE ?= cmake
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all test demo install deps clean golden bench test-sanitize fuzz fuzz-build
+.PHONY: all test demo install deps clean golden bench test-sanitize fuzz fuzz-build test-aarch64 \
+	bench-aarch64
 
 all: $(BUILD)/Makefile
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -25,13 +26,41 @@ test-sanitize:
 	$(CMAKE) --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
 
+# The whole suite cross-built for AArch64 (cmake/aarch64-linux-gnu.cmake: Debian's
+# gcc-aarch64-linux-gnu and arm64 multiarch libraries, `CQ_ARM_DEPS=1 make deps`) and run under
+# qemu-user. `-cpu max` has the ARMv8.2 dot product: the whole suite runs with neondot as the
+# default kernel set, and every test that compares kernel sets runs scalar, neon and neondot
+# against the reference. `-cpu cortex-a53` has NEON only: the kernel and quantized-model tests
+# (AARCH64_NEON_TESTS) run again with neon as the default set. Before each run the tool reports
+# which set it picked.
+AARCH64_BUILD ?= build-aarch64
+AARCH64_EMU = $(CURDIR)/cmake/qemu-aarch64.sh
+AARCH64_NEON_TESTS ?= test_qgemm|test_qconv_kernels|test_requant|test_qlinear_golden|test_qmodules|test_qstatic|test_qdynamic|test_graph_mode
+
+test-aarch64:
+	$(CMAKE) -S . -B $(AARCH64_BUILD) -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/aarch64-linux-gnu.cmake \
+	  -DCMAKE_BUILD_TYPE=Release
+	$(CMAKE) --build $(AARCH64_BUILD) -j $(JOBS)
+	@set -e; for cpu in max cortex-a53; do \
+	  isa=$$(CQ_QEMU_CPU=$$cpu $(AARCH64_EMU) $(AARCH64_BUILD)/cquant bench --op linear \
+	    --shape 4,64,16 --reps 1 --min-ms 0 --threads 1 | sed -n 's/.*"isa": "\([a-z0-9]*\)".*/\1/p'); \
+	  if [ $$cpu = max ]; then filter=; else filter="-R $(AARCH64_NEON_TESTS)"; fi; \
+	  echo "== AArch64 under qemu-aarch64 -cpu $$cpu: kernel set $$isa, tests: $${filter:-all}"; \
+	  (cd $(AARCH64_BUILD) && CQ_QEMU_CPU=$$cpu ctest --output-on-failure -j $(JOBS) $$filter); \
+	done
+
+# Instruction counts of the AArch64 GEMM kernels under emulation (scalar, neon, neondot), the
+# speed figure available without ARM hardware; needs the build of test-aarch64.
+bench-aarch64:
+	bash bench/bench_qgemm_arm.sh $(AARCH64_BUILD)
+
 # libFuzzer harnesses (fuzz/fuzz_*.c; needs clang and its runtime: Debian's clang, libclang-rt-14-dev),
 # built with ASan + UBSan in their own folder, then each run for FUZZ_SECONDS from the seed corpus
 # in fuzz/corpus/NAME. Crashes land in $(FUZZ_BUILD)/crashes/NAME and fail the target.
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= npy idx safetensors observe
+FUZZ_TARGETS ?= npy idx safetensors observe onnx
 
 fuzz-build:
 	$(CMAKE) -S fuzz -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo

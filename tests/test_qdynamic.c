@@ -604,7 +604,12 @@ static void test_seed_example(void) {
   const size_t cap = strlen(before) + strlen(after) + 3;
   char *want = malloc(cap);
   snprintf(want, cap, "%s\n%s\n", before, after);
-  FILE *p = popen(SEED_DYNAMIC_EXAMPLE " 2>/dev/null", "r");
+  /* a cross build runs the example under the emulator CTest names (CQ_TEST_EMULATOR) */
+  const char *emu = getenv("CQ_TEST_EMULATOR");
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s%s" SEED_DYNAMIC_EXAMPLE " 2>/dev/null", emu ? emu : "",
+           emu ? " " : "");
+  FILE *p = popen(cmd, "r");
   CHECK_MSG(p != NULL, "cannot run %s", SEED_DYNAMIC_EXAMPLE);
   if (p) {
     char got[4096];

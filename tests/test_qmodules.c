@@ -326,7 +326,6 @@ static cq_tensor *forward1(cq_module *m, cq_ctx *ctx, cq_tensor *x, const golden
   return st == CQ_OK ? y : NULL;
 }
 
-static const char *const isa_names[] = {"scalar", "avx2", "avx512vnni", "amx"};
 
 static void run_weighted(const golden_file *g, const golden_case *c, cq_ctx *ctx) {
   const char *op = golden_get(c, "op");
@@ -350,14 +349,14 @@ static void run_weighted(const golden_file *g, const golden_case *c, cq_ctx *ctx
     char *saved_copy = saved ? strdup(saved) : NULL;
     for (int isa = 0; isa < CQ_ISA_COUNT; isa++) {
       if (!cq_isa_supported((cq_isa)isa)) continue;
-      setenv("CQ_ISA", isa_names[isa], 1);
-      cq_tensor *y = forward1(m, ctx, x, c, isa_names[isa]);
+      setenv("CQ_ISA", cq_isa_name((cq_isa)isa), 1);
+      cq_tensor *y = forward1(m, ctx, x, c, cq_isa_name((cq_isa)isa));
       char label[64];
       snprintf(label, sizeof label, "%s", engine == CQ_BACKEND_QNNPACK ? "qnnpack" : "onednn");
       if (isa == 0) {
         compare_q(c, label, group, y, want, 1);
       } else if (y) {
-        compare_q(c, isa_names[isa], "isa agreement", y, want, 1);
+        compare_q(c, cq_isa_name((cq_isa)isa), "isa agreement", y, want, 1);
       }
       cq_ctx_reset(ctx);
     }

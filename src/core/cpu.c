@@ -12,6 +12,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
+#if defined(__linux__) && defined(__aarch64__)
+#include <sys/auxv.h>
+/* the bits of AT_HWCAP (arch/arm64/include/uapi/asm/hwcap.h), spelled out for older headers */
+#define CQ_HWCAP_ASIMD (1ul << 1)
+#define CQ_HWCAP_ASIMDDP (1ul << 20)
+#endif
 
 static uint32_t detected_features;
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
@@ -61,6 +67,15 @@ static void detect(void) {
     f |= CQ_CPU_AMX_INT8;
   }
 #endif
+#if defined(__aarch64__)
+#if defined(__linux__)
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  if (hwcap & CQ_HWCAP_ASIMD) f |= CQ_CPU_NEON;
+  if ((f & CQ_CPU_NEON) && (hwcap & CQ_HWCAP_ASIMDDP)) f |= CQ_CPU_DOTPROD;
+#else
+  f |= CQ_CPU_NEON; /* Advanced SIMD is part of every ARMv8-A core */
+#endif
+#endif
   detected_features = f;
 }
 
@@ -75,6 +90,8 @@ static uint32_t isa_requirements(cq_isa isa) {
     case CQ_ISA_AVX2: return CQ_CPU_AVX2;
     case CQ_ISA_AVX512VNNI: return CQ_CPU_AVX2 | CQ_CPU_AVX512 | CQ_CPU_AVX512VNNI;
     case CQ_ISA_AMX: return CQ_CPU_AVX2 | CQ_CPU_AVX512 | CQ_CPU_AVX512VNNI | CQ_CPU_AMX_INT8;
+    case CQ_ISA_NEON: return CQ_CPU_NEON;
+    case CQ_ISA_NEONDOT: return CQ_CPU_NEON | CQ_CPU_DOTPROD;
     default: return ~0u;
   }
 }
@@ -84,7 +101,8 @@ int cq_isa_supported(cq_isa isa) {
   return (cq_cpu_features() & need) == need;
 }
 
-static const char *const isa_names[CQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx"};
+static const char *const isa_names[CQ_ISA_COUNT] = {"scalar", "avx2", "avx512vnni", "amx",
+                                                    "neon", "neondot"};
 
 const char *cq_isa_name(cq_isa isa) {
   if ((unsigned)isa >= CQ_ISA_COUNT) return "unknown";
@@ -98,8 +116,8 @@ cq_status cq_isa_parse(const char *name, cq_isa *out) {
       return CQ_OK;
     }
   }
-  return cq_fail(CQ_EINVAL, "unknown instruction set '%s' (expected scalar, avx2, avx512vnni or amx)",
-                 name ? name : "(null)");
+  return cq_fail(CQ_EINVAL, "unknown instruction set '%s' (expected scalar, avx2, avx512vnni, amx, "
+                 "neon or neondot)", name ? name : "(null)");
 }
 
 cq_isa cq_isa_best(void) {
@@ -118,6 +136,8 @@ const char *cq_isa_missing_reason(cq_isa isa) {
   if (missing & CQ_CPU_AMX_INT8) {
     return "this CPU lacks AMX-INT8, or the OS did not grant tile-data permission";
   }
+  if (missing & CQ_CPU_NEON) return "this CPU is not an AArch64 one with Advanced SIMD (NEON)";
+  if (missing & CQ_CPU_DOTPROD) return "this CPU lacks the ARMv8.2 dot product (SDOT/UDOT)";
   return "";
 }
 

@@ -281,7 +281,10 @@ static void fake_quant_run(const float *x, int64_t n, float scale, int32_t zp, i
     const int64_t q = cq_quantize_unclamped(x[i], inv, zp);
     const int64_t c = q < qmin ? qmin : q > qmax ? qmax : q;
     /* torch computes (fmin(fmax(q, qmin), qmax) - zp) * scale in double */
-    y[i] = (float)((double)(c - zp) * (double)scale);
+    const double v = (double)(c - zp) * (double)scale;
+    /* 0 * inf makes the CPU's default NaN: x86's has the sign bit set, AArch64's not; keep x86's
+     * (PyTorch's) bits on every architecture */
+    y[i] = v == v ? (float)v : -NAN;
     if (mask) mask[i] = (uint8_t)(q >= qmin && q <= qmax);
   }
 }

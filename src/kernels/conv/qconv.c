@@ -17,6 +17,7 @@
 typedef enum conv_path {
   PATH_DW_VNNI,
   PATH_DW_SCALAR,
+  PATH_DW_NEON,      /* AArch64: output positions in NEON lanes */
   PATH_IMPLICIT,
   PATH_IM2COL_FAST,  /* im2col + the VNNI/AMX conv GEMM kernel */
   PATH_IM2COL_QGEMM, /* im2col + a qgemm block kernel (staging rows, then the store) */
@@ -40,8 +41,18 @@ struct cq_qconv_op {
   cq_conv_gemm_fn gemm;
 };
 
-static const char *const path_names[] = {"depthwise", "depthwise", "implicit", "im2col", "im2col",
-                                         "implicit"};
+static const char *const path_names[] = {"depthwise", "depthwise", "depthwise", "implicit",
+                                         "im2col", "im2col", "implicit"};
+
+static int is_depthwise(conv_path path) {
+  return path == PATH_DW_VNNI || path == PATH_DW_SCALAR || path == PATH_DW_NEON;
+}
+
+/* The AVX-512 forms of the layout helpers (and the VNNI/AMX kernels) exist only in x86-64 builds;
+ * every other ISA uses the portable helpers. */
+static int vnni_helpers(cq_isa isa) {
+  return CQ_ARCH_X86 && (isa == CQ_ISA_AVX512VNNI || isa == CQ_ISA_AMX);
+}
 
 const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->path]; }
 cq_isa cq_qconv_isa(const cq_qconv_op *op) { return op->isa; }
@@ -61,7 +72,8 @@ void cq_qconv_destroy(cq_qconv_op *op) {
 }
 
 static conv_path choose_path(const cq_qconv_packed *p, cq_isa isa) {
-  const int fast = isa >= CQ_ISA_AVX512VNNI;
+  const int fast = vnni_helpers(isa);
+  if (p->depthwise && (isa == CQ_ISA_NEON || isa == CQ_ISA_NEONDOT)) return PATH_DW_NEON;
   if (p->depthwise) {
     const int64_t sw = p->g.stride[1];
     return fast && (sw == 1 || sw == 2 || sw == 4) ? PATH_DW_VNNI : PATH_DW_SCALAR;
@@ -167,6 +179,7 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
                           .need_min = op->rq.kind == CQ_OUT_U8_FLOAT &&
                                       float_stage_may_overflow(&op->rq)};
   switch (isa) {
+#if CQ_ARCH_X86
     case CQ_ISA_AMX:
       op->block = cq_u8s8_gemm_block__amx;
       op->gemm = cq_u8s8_conv_gemm__amx;
@@ -178,6 +191,15 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
     case CQ_ISA_AVX2:
       op->block = cq_u8s8_gemm_block__avx2;
       break;
+#endif
+#if CQ_ARCH_ARM64
+    case CQ_ISA_NEONDOT:
+      op->block = cq_u8s8_gemm_block__neondot;
+      break;
+    case CQ_ISA_NEON:
+      op->block = cq_u8s8_gemm_block__neon;
+      break;
+#endif
     default:
       op->block = cq_u8s8_gemm_block__scalar;
       break;
@@ -230,7 +252,7 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
   d->hp = h + 2 * g->padding[0];
   d->wp = w + 2 * g->padding[1];
   const int64_t C = g->in_channels, O = g->out_channels;
-  if (op->path == PATH_DW_VNNI || op->path == PATH_DW_SCALAR) {
+  if (is_depthwise(op->path)) {
     const int64_t sw = g->stride[1];
     d->wpp = (d->wp + sw - 1) / sw * sw;
     d->plane_bytes = align64((size_t)(d->hp * d->wpp) + CQ_CONV_SLACK + 4 * (size_t)p->dw_groups);
@@ -308,11 +330,13 @@ static void to_planes_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_job *j = ctx;
   (void)thread;
   uint8_t *dst = (uint8_t *)j->im.x;
-  if (j->op->isa >= CQ_ISA_AVX512VNNI) {
+#if CQ_ARCH_X86
+  if (vnni_helpers(j->op->isa)) {
     cq_conv_to_nchw_rows__avx512vnni(j->x_nhwc, j->im.c, j->im.h, j->im.w, begin, end, dst);
-  } else {
-    cq_conv_to_nchw_rows__scalar(j->x_nhwc, j->im.c, j->im.h, j->im.w, begin, end, dst);
+    return;
   }
+#endif
+  cq_conv_to_nchw_rows__scalar(j->x_nhwc, j->im.c, j->im.h, j->im.w, begin, end, dst);
 }
 
 /* NCHW output planes (the depthwise staging) to the NHWC output: rows of the output image. */
@@ -323,27 +347,35 @@ static void from_planes_part(void *ctx, int thread, int64_t begin, int64_t end) 
   const cq_conv_image out = {.x = j->planes_y, .nchw = 1, .c = p->g.out_channels, .h = j->d->ho,
                              .w = j->d->wo, .ph = 0, .pw = 0, .hp = j->d->ho, .wp = j->d->wo,
                              .zx = 0, .dst = j->y};
-  if (j->op->isa >= CQ_ISA_AVX512VNNI) {
+#if CQ_ARCH_X86
+  if (vnni_helpers(j->op->isa)) {
     cq_conv_to_nhwc_rows__avx512vnni(&out, begin, end);
-  } else {
-    cq_conv_to_nhwc_rows__scalar(&out, begin, end);
+    return;
   }
+#endif
+  cq_conv_to_nhwc_rows__scalar(&out, begin, end);
 }
 
 static void zrows_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_job *j = ctx;
   (void)thread;
+#if CQ_ARCH_X86
   cq_conv_zrows__avx512vnni(&j->im, &j->op->p->g, j->op->p->zpx, begin, end, j->im.dst);
+#else
+  cq_conv_zrows__scalar(&j->im, &j->op->p->g, j->op->p->zpx, begin, end, j->im.dst);
+#endif
 }
 
 static void image_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_job *j = ctx;
   (void)thread;
-  if (j->op->isa >= CQ_ISA_AVX512VNNI) {
+#if CQ_ARCH_X86
+  if (vnni_helpers(j->op->isa)) {
     cq_conv_to_nhwc_rows__avx512vnni(&j->im, begin, end);
-  } else {
-    cq_conv_to_nhwc_rows__scalar(&j->im, begin, end);
+    return;
   }
+#endif
+  cq_conv_to_nhwc_rows__scalar(&j->im, begin, end);
 }
 
 /* The output stage record of group gi for this image. */
@@ -403,11 +435,15 @@ static void im2col_part(void *ctx, int thread, int64_t begin, int64_t end) {
   for (int64_t q0 = begin * 32; q0 < q_end; q0 += d->col_rows) {
     const int64_t rows = q_end - q0 < d->col_rows ? q_end - q0 : d->col_rows;
     for (int64_t gi = 0; gi < p->g.groups; gi++) {
-      if (op->isa >= CQ_ISA_AVX512VNNI) {
+#if CQ_ARCH_X86
+      if (vnni_helpers(op->isa)) {
         cq_conv_im2col__avx512vnni(&ic, gi, q0, rows, col);
       } else {
         cq_conv_im2col__scalar(&ic, gi, q0, rows, col);
       }
+#else
+      cq_conv_im2col__scalar(&ic, gi, q0, rows, col);
+#endif
       if (op->path == PATH_IM2COL_FAST) {
         cq_conv_out out = group_out(j, gi, d->wo);
         /* the kernel's row r is output position q0 + r: shift the destination by q0 */
@@ -455,21 +491,33 @@ static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const int64_t positions = d->ho * d->wo;
   for (int64_t c = begin; c < end; c++) {
     const int64_t extra = 4 * p->dw_groups;
+#if CQ_ARCH_X86
     if (op->path == PATH_DW_VNNI) {
       cq_conv_plane__avx512vnni(&j->im, c, d->wpp, extra, c > begin, plane);
     } else {
       cq_conv_plane__scalar(&j->im, c, d->wpp, extra, c > begin, plane);
     }
+#else
+    cq_conv_plane__scalar(&j->im, c, d->wpp, extra, c > begin, plane);
+#endif
     uint8_t *yc = j->planes_y + c * positions;
     cq_conv_out out = group_out(j, c, d->wo);
     out.nchw = 1;
     const cq_conv_dw dw = {.p = p, .wpp = d->wpp, .ho = d->ho, .wo = d->wo, .flat = d->dw_flat,
                            .stage = flat, .out = &out};
+#if CQ_ARCH_X86
     if (op->path == PATH_DW_VNNI) {
       cq_u8_dwconv__avx512vnni(&dw, c, plane, yc);
-    } else {
-      cq_u8_dwconv__scalar(&dw, c, plane, yc, op->x_zp, &op->rq);
+      continue;
     }
+#endif
+#if CQ_ARCH_ARM64
+    if (op->path == PATH_DW_NEON) {
+      cq_u8_dwconv__neon(&dw, c, plane, yc, op->x_zp, &op->rq);
+      continue;
+    }
+#endif
+    cq_u8_dwconv__scalar(&dw, c, plane, yc, op->x_zp, &op->rq);
   }
 }
 
@@ -534,7 +582,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       }
     }
   }
-  if (op->path != PATH_DW_VNNI && op->path != PATH_DW_SCALAR) {
+  if (!is_depthwise(op->path)) {
     /* readable, defined slack after the image */
     const size_t img = (size_t)(op->path == PATH_ZROWS ? d.ho * d.wp * p->zpx : d.hp * d.wp * C);
     memset(ws + img, op->x_zp, d.img_bytes - img);
@@ -549,7 +597,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       j.im.nchw = 1;
       cq_parallel_for(tp, h, C * h * w >= 65536 ? threads : 1, to_planes_part, &j);
     }
-    if (op->path == PATH_DW_VNNI || op->path == PATH_DW_SCALAR) {
+    if (is_depthwise(op->path)) {
       j.planes_y = d.planar_y_bytes ? planar_y : j.y;
       cq_parallel_for(tp, C, threads, depthwise_part, &j);
       if (d.planar_y_bytes) {

@@ -25,7 +25,8 @@
  *                AVX-512 VNNI: output positions in the vector lanes, in P = 4 / stride_w
  *                interleaved phases of 16 lanes, so each dword of input bytes is one vpdpbusd
  *                window of up to 4 taps; two output rows per step share their input rows;
- *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel).
+ *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON (AArch64):
+ *                16 output positions of a row in the lanes, any stride.
  *   "implicit"   stride 1, no weight zero point, VNNI or AMX: implicit GEMM on a zero-point-padded
  *                NHWC copy of the image. Output positions are taken on the padded width (the few
  *                columns past Wo are computed and dropped), so the activations of kernel row i are
@@ -38,7 +39,7 @@
  *                position is kw * 8 contiguous bytes): C = 1..4 share one K step.
  *   "im2col"     everything else: im2col rows in the packed K order, then the same GEMM kernels
  *                (VNNI/AMX), or the GEMM block kernels of kernels/gemm/qgemm.h (scalar, AVX2,
- *                and any ISA when the weights have nonzero zero points).
+ *                NEON, NEON dot product, and any ISA when the weights have nonzero zero points).
  *
  * Output stage (avx512-inl.h): 16 positions x 64 channels at a time, requantized with the engine's
  * float or integer form and packed to bytes in the 16-bit domain; NHWC rows are stored directly,
@@ -232,6 +233,10 @@ typedef struct cq_conv_dw {
 void cq_u8_dwconv__avx512vnni(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y);
 void cq_u8_dwconv__scalar(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y,
                           int32_t x_zp, const cq_requant_params *rq);
+/* AArch64 NEON: 16 output positions of a row per step (see neon.c); reads up to 32 * stride_w
+ * bytes past a row's last window, which the plane's slack covers. */
+void cq_u8_dwconv__neon(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y,
+                        int32_t x_zp, const cq_requant_params *rq);
 
 /* Layout helpers. to_nhwc_rows: rows [r0, r1) of the zero-point-padded NHWC image (Hp x Wp x C,
  * padding ph, pw) from one image x in either layout. */

@@ -166,6 +166,13 @@ void cq_u8s8_gemm_block__avx512vnni(const cq_gemm_args *g, int thread, size_t m0
                                     size_t p0, size_t p1);
 void cq_u8s8_gemm_block__amx(const cq_gemm_args *g, int thread, size_t m0, size_t m1, size_t p0,
                              size_t p1);
+/* AArch64: NEON widening multiply-accumulate (neon.c) and the ARMv8.2 SDOT form (neondot.c),
+ * which reads the packed panels as they are: each 16-byte row of a group is four columns x four k,
+ * exactly what one SDOT by-element instruction takes. */
+void cq_u8s8_gemm_block__neon(const cq_gemm_args *g, int thread, size_t m0, size_t m1, size_t p0,
+                              size_t p1);
+void cq_u8s8_gemm_block__neondot(const cq_gemm_args *g, int thread, size_t m0, size_t m1,
+                                 size_t p0, size_t p1);
 
 /* Row sums sum_k x[r, k] for rows [0, mr) (used when weight zero points are nonzero). */
 static inline void cq_gemm_row_sums(const uint8_t *a, size_t lda, size_t mr, size_t k,

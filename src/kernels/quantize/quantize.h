@@ -20,6 +20,8 @@ void cq_f32_range__avx2(const float *x, size_t rows, size_t cols, size_t ld, flo
                         float *max, int *nonfinite);
 void cq_f32_range__avx512(const float *x, size_t rows, size_t cols, size_t ld, float *min,
                           float *max, int *nonfinite);
+void cq_f32_range__neon(const float *x, size_t rows, size_t cols, size_t ld, float *min,
+                        float *max, int *nonfinite);
 
 /* y[r, c] = quantize(x[r, c]) as above, zp in [0, 255]. */
 typedef void (*cq_f32_qu8_fn)(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
@@ -30,5 +32,7 @@ void cq_f32_qu8__avx2(const float *x, size_t rows, size_t cols, size_t ldx, floa
                       int32_t zp, uint8_t *y, size_t ldy);
 void cq_f32_qu8__avx512(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
                         int32_t zp, uint8_t *y, size_t ldy);
+void cq_f32_qu8__neon(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
+                      int32_t zp, uint8_t *y, size_t ldy);
 
 #endif

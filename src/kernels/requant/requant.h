@@ -49,6 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cpu.h"
 #include "cquant/status.h"
 
 typedef enum cq_requant_rule {
@@ -158,5 +159,11 @@ void cq_requant__avx2(size_t rows, size_t channels, const int32_t *acc, size_t a
                       const cq_requant_params *p, size_t c0, void *y, size_t y_stride);
 void cq_requant__avx512(size_t rows, size_t channels, const int32_t *acc, size_t acc_stride,
                         const cq_requant_params *p, size_t c0, void *y, size_t y_stride);
+void cq_requant__neon(size_t rows, size_t channels, const int32_t *acc, size_t acc_stride,
+                      const cq_requant_params *p, size_t c0, void *y, size_t y_stride);
+
+/* The kernel of an ISA (the scalar one for ISAs without their own, or not built here); the caller
+ * checks cq_isa_supported. */
+cq_requant_fn cq_requant_kernel(cq_isa isa);
 
 #endif
