@@ -70,7 +70,7 @@ fuzz: fuzz-build
 	./fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 demo: all
-	./$(BUILD)/cquant demo
+	./$(BUILD)/cquant demo --report $(BUILD)/demo-report.html
 
 install: all
 	$(CMAKE) --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX),)

@@ -17,7 +17,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "top-1 accuracy of an ONNX model on labelled .npy data"},
     {"compare", cmd_compare, "per-layer SQNR of a quantized ONNX model against its float original"},
     {"info", cmd_info, "print an ONNX model as PyTorch prints it"},
-    {"demo", cmd_demo, "the seed's examples, computed by cquant"},
+    {"demo", cmd_demo, "the seed's observer example, then two Fashion-MNIST models quantized three ways"},
     {"bench", cmd_bench, "time a model (MODEL.onnx) or one quantized operator (--op), as JSON"},
 };
 
