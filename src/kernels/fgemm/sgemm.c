@@ -3,7 +3,22 @@
 #include "kernels/fgemm/sgemm.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <string.h>
+
+#include "cquant/threads.h"
+
+/* OpenBLAS runs its own threads, by default one per CPU, which cq_set_num_threads does not reach:
+ * left alone, a "1 thread" float model would use every core (and on a busy machine wait for them).
+ * The BLAS thread count follows the library's before each call. */
+static void follow_thread_count(void) {
+  static atomic_int blas_threads;
+  const int n = cq_get_num_threads();
+  if (atomic_load_explicit(&blas_threads, memory_order_relaxed) != n) {
+    openblas_set_num_threads(n);
+    atomic_store_explicit(&blas_threads, n, memory_order_relaxed);
+  }
+}
 
 void cq_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float alpha,
               const float *a, int64_t lda, const float *b, int64_t ldb, float beta, float *c,
@@ -20,6 +35,7 @@ void cq_sgemm(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, float a
     }
     return;
   }
+  follow_thread_count();
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, alpha, a,
               (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
