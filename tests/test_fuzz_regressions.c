@@ -30,6 +30,7 @@
 #include "../fuzz/fuzz_idx.c"
 #include "../fuzz/fuzz_npy.c"
 #include "../fuzz/fuzz_observe.c"
+#include "../fuzz/fuzz_onnx.c"
 #include "../fuzz/fuzz_safetensors.c"
 
 #define REGRESSIONS_DIR CQ_TEST_DATA_DIR "/fuzz_regressions"
@@ -46,6 +47,7 @@ static const fuzz_target targets[] = {
     {"idx", cq_fuzz_idx_one},
     {"safetensors", cq_fuzz_safetensors_one},
     {"observe", cq_fuzz_observe_one},
+    {"onnx", cq_fuzz_onnx_one},
 };
 
 static const char *current_input = "";
