@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bad-input table: malformed files, odd paths, out-of-range options and stray arguments, across
-# every command (observe, demo, the top level). Each row asserts exit status 1 (2 for a usage
+# every command (observe, bench, demo, the top level). Each row asserts exit status 1 (2 for a usage
 # error), nothing on stdout, exactly one line on stderr that starts with "cquant" and names the
 # problem, and that no file appeared, in the working folder or next to the inputs. Complements
 # tests/cli_observe.sh (which covers the first bad .npy files and usage errors) without repeating
@@ -89,7 +89,9 @@ mk_npy "$IN/i4_two.npy" "'<i4'" "(2,)" '\001\000\000\000\002\000\000\000'
 printf '\223NUMPY\001\000\010\000{}     \n' >"$IN/empty_dict.npy"
 printf '\223NUMPY\001\000\020\000not a dict     \n' >"$IN/not_a_dict.npy"
 long=$(printf 'n%.0s' $(seq 1 300))
-mkfifo "$IN/fifo_junk" "$IN/fifo_cut" 2>/dev/null
+mk_npy "$IN/f4_huge_shape.npy" "'<f4'" "(4000000000,)" '\000\000\200\077' # 16 GB promised, 4 bytes
+printf '\223NUMPY\002\000\001' >"$IN/v2_preamble_cut.npy"
+mkfifo "$IN/fifo_junk" "$IN/fifo_cut" "$IN/fifo_endless" "$IN/fifo_huge" "$IN/fifo_v2_cut" 2>/dev/null
 have_fifo=$([ -p "$IN/fifo_junk" ] && echo 1 || echo 0)
 
 # ---- top level and demo: usage errors (2) -------------------------------------------------------
@@ -141,7 +143,27 @@ if [ "$have_fifo" = 1 ]; then
   row fifo_truncated 1 "fifo_cut: truncated" observe --observer minmax "$IN/fifo_cut"
   kill "$writer" 2>/dev/null
   wait "$writer" 2>/dev/null
+  # A stream is checked as it arrives and read no further than its header promises: a good batch
+  # followed by endless zeros fails at the first byte past the data.
+  cat "$X" /dev/zero >"$IN/fifo_endless" 2>/dev/null &
+  writer=$!
+  row fifo_never_ends 1 "fifo_endless: trailing bytes" observe --observer minmax "$IN/fifo_endless"
+  kill "$writer" 2>/dev/null
+  wait "$writer" 2>/dev/null
+  cat "$IN/f4_huge_shape.npy" >"$IN/fifo_huge" &
+  writer=$!
+  row fifo_promises_16gb 1 "fifo_huge: truncated: header says shape (4000000000,) float32" \
+    observe --observer minmax "$IN/fifo_huge"
+  kill "$writer" 2>/dev/null
+  wait "$writer" 2>/dev/null
+  cat "$IN/v2_preamble_cut.npy" >"$IN/fifo_v2_cut" &
+  writer=$!
+  row fifo_v2_preamble_cut 1 "12-byte version 2 preamble" observe --observer minmax "$IN/fifo_v2_cut"
+  kill "$writer" 2>/dev/null
+  wait "$writer" 2>/dev/null
 fi
+row dev_zero 1 "/dev/zero: not a .npy file" observe --observer minmax /dev/zero
+row huge_shape_file 1 "f4_huge_shape.npy: truncated" observe --observer minmax "$IN/f4_huge_shape.npy"
 if [ "$(id -u)" -ne 0 ]; then # root reads anything
   cp "$X" "$IN/unreadable.npy"
   chmod 000 "$IN/unreadable.npy"
@@ -181,6 +203,48 @@ row qscheme_unknown 2 "unknown qscheme 'bogus'" observe --observer minmax --qsch
 row option_eats_flag 2 "'--reduce-range' is not an integer" observe --observer minmax --bins --reduce-range "$X"
 row placeholder_has_no_qparams 1 "PlaceholderObserver does not compute" observe --observer placeholder "$X"
 row noop_has_no_qparams 1 "NoopObserver does not compute" observe --observer noop "$X"
+row observe_without_observer 2 "--observer NAME is required" observe "$X"
+row observe_without_batches 2 "no batch files given" observe --observer minmax
+row dtype_unknown 2 "unknown dtype 'bogus'" observe --observer minmax --dtype bogus "$X"
+row entropy_one_bin 1 "needs bins >= 2" observe --observer entropy --bins 1 "$X"
+row minmax_per_channel_qscheme 1 "does not support qscheme per_channel_affine" \
+  observe --observer minmax --qscheme per_channel_affine "$X"
+
+# ---- bench: options (2) and shapes no operator accepts (1) --------------------------------------
+row bench_without_op 2 "--op is required" bench
+row bench_unknown_op 2 "unknown --op 'matmul'" bench --op matmul --shape 1,2,3
+row bench_linear_without_shape 2 "--shape M,K,N" bench --op linear
+row bench_linear_two_sizes 2 "--shape M,K,N" bench --op linear --shape 1,2
+row bench_linear_zero_size 2 "--shape M,K,N" bench --op linear --shape 0,2,3
+row bench_linear_size_not_number 2 "--shape M,K,N" bench --op linear --shape 1,x,3
+row bench_conv_short_shape 2 "--shape N,C,H,W,OC,KH,KW" bench --op conv2d --shape 1,2,3
+row bench_conv_stride_zero 2 "--shape N,C,H,W,OC,KH,KW" bench --op conv2d --shape 1,3,8,8,4,3,3,0,0,1
+row bench_threads_zero 2 "--threads must be 1..1024" bench --op linear --shape 1,2,3 --threads 0
+row bench_threads_too_many 2 "--threads must be 1..1024" bench --op linear --shape 1,2,3 --threads 100000
+row bench_reps_zero 2 "--reps must be" bench --op linear --shape 1,2,3 --reps 0
+row bench_min_ms_negative 2 "--min-ms must be" bench --op linear --shape 1,2,3 --min-ms -1
+row bench_engine_unknown 2 "unknown engine 'bogus'" bench --op linear --shape 1,2,3 --engine bogus
+row bench_layout_unknown 2 "--layout must be nchw or nhwc" bench --op linear --shape 1,2,3 --layout bogus
+row bench_extra_argument 2 "unexpected argument 'extra'" bench --op linear --shape 1,2,3 extra
+row bench_conv_kernel_too_big 1 "9x9 kernel does not fit the 8x8 input" bench --op conv2d --shape 1,3,8,8,4,9,9
+row bench_conv_groups_mismatch 1 "must be divisible by groups 2" bench --op conv2d --shape 1,3,8,8,4,3,3,1,0,2
+row bench_linear_too_large 1 "shape too large" bench --op linear --shape 99999999,99999999,99999999
+
+# ---- demo: option values (2) ----------------------------------------------------------------------
+row demo_threads_zero 2 "--threads must be an integer in [1, 1024], got '0'" demo --threads 0
+row demo_threads_not_number 2 "got 'x'" demo --threads x
+row demo_threads_without_value 2 "--threads needs a value" demo --threads
+row demo_model_unknown 2 "--model must be cnn or lstm, got 'resnet'" demo --model resnet
+row demo_test_images_negative 2 "--test-images must be an integer" demo --test-images -1
+row demo_test_images_huge 2 "got '99999999999999999999'" demo --test-images 99999999999999999999
+row demo_calib_images_zero 2 "--calib-images must be an integer" demo --calib-images 0
+row demo_qat_steps_negative 2 "--qat-steps must be an integer" demo --qat-steps -5
+row demo_reps_zero 2 "--reps must be an integer" demo --reps 0
+row demo_report_without_value 2 "--report needs a value" demo --report
+
+# ---- demo: missing inputs (1): checked before anything is printed ---------------------------------
+row demo_data_missing 1 "cannot read /nonexistent/t10k-images-idx3-ubyte.gz" demo --data /nonexistent --quick
+row demo_models_missing 1 "cannot read /nonexistent/demo_cnn.safetensors" demo --models /nonexistent --model cnn
 
 echo "cli_bad_inputs: $rows rows, $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -eq "$rows" ]

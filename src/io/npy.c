@@ -3,9 +3,10 @@
  * Reading validates everything before it allocates the tensor: the preamble (magic, version, header
  * length), the header dict (parsed as the small subset of Python literals numpy writes), the dtype,
  * and the data size the shape implies against the bytes really present. A regular file is measured
- * with fstat first; a pipe or other stream is read into memory (growing only as data arrives) and
- * then parsed like a buffer. Writing produces exactly the bytes numpy 1.24's np.save produces and
- * replaces the target atomically through a temporary file in the same folder. */
+ * with fstat first; a pipe or other stream is checked part by part as it arrives (preamble, header,
+ * then exactly the data the header's shape implies, in a buffer growing only as data arrives).
+ * Writing produces exactly the bytes numpy 1.24's np.save produces and replaces the target
+ * atomically through a temporary file in the same folder. */
 #include "cquant/npy.h"
 
 #include <errno.h>
@@ -589,12 +590,11 @@ static cq_status npy_parse_header(const char *text, npy_header *h) {
   return CQ_OK;
 }
 
-/* Checks that the data the shape implies is exactly the `avail` bytes that follow the header,
- * without overflowing and before anything is allocated. */
-static cq_status npy_check_data(npy_header *h, uint64_t avail) {
+/* Sets h->data_bytes to the size the shape implies, without overflowing and before anything is
+ * allocated; a size past CQ_TENSOR_MAX_BYTES is refused. `avail` is the number of data bytes
+ * present, for the message (UINT64_MAX when unknown: a stream). */
+static cq_status npy_shape_bytes(npy_header *h, uint64_t avail) {
   const cq_dtype_info *info = cq_dtype_get(h->dtype);
-  char shape[NPY_SHAPE_REPR_CAP];
-  npy_shape_repr(h->ndim, h->shape, shape, sizeof shape);
   uint64_t numel = 1;
   int empty = 0;
   for (int i = 0; i < h->ndim; i++) empty |= h->shape[i] == 0;
@@ -603,9 +603,14 @@ static cq_status npy_check_data(npy_header *h, uint64_t avail) {
     for (int i = 0; i < h->ndim; i++) {
       uint64_t dim = (uint64_t)h->shape[i];
       if (dim > limit || numel > limit / dim) {
-        return cq_fail(CQ_EFORMAT, "shape %s %s exceeds the %llu-byte tensor limit (the file "
-                       "holds %llu data bytes)", shape, info->name,
-                       (unsigned long long)CQ_TENSOR_MAX_BYTES, (unsigned long long)avail);
+        char shape[NPY_SHAPE_REPR_CAP], holds[64] = "read from a stream";
+        npy_shape_repr(h->ndim, h->shape, shape, sizeof shape);
+        if (avail != UINT64_MAX) {
+          snprintf(holds, sizeof holds, "the file holds %llu data bytes",
+                   (unsigned long long)avail);
+        }
+        return cq_fail(CQ_EFORMAT, "shape %s %s exceeds the %llu-byte tensor limit (%s)", shape,
+                       info->name, (unsigned long long)CQ_TENSOR_MAX_BYTES, holds);
       }
       numel *= dim;
     }
@@ -613,6 +618,17 @@ static cq_status npy_check_data(npy_header *h, uint64_t avail) {
     numel = 0;
   }
   h->data_bytes = numel * info->size;
+  return CQ_OK;
+}
+
+/* Checks that the data the shape implies is exactly the `avail` bytes that follow the header,
+ * without overflowing and before anything is allocated. */
+static cq_status npy_check_data(npy_header *h, uint64_t avail) {
+  cq_status st = npy_shape_bytes(h, avail);
+  if (st != CQ_OK) return st;
+  const cq_dtype_info *info = cq_dtype_get(h->dtype);
+  char shape[NPY_SHAPE_REPR_CAP];
+  npy_shape_repr(h->ndim, h->shape, shape, sizeof shape);
   if (h->data_bytes > avail) {
     return cq_fail(CQ_EFORMAT, "truncated: header says shape %s %s = %llu bytes but only %llu "
                    "bytes follow", shape, info->name, (unsigned long long)h->data_bytes,
@@ -658,40 +674,108 @@ static cq_status npy_read_exact(FILE *f, void *buf, size_t n, const char *what) 
   return cq_fail(CQ_EIO, "the file shrank while its %s was being read", what);
 }
 
-/* A pipe or other stream whose size is unknown: read it all (the buffer grows only as data
- * arrives), then parse it as a buffer. */
-static cq_status npy_load_stream(FILE *f, cq_tensor **out) {
-  const uint64_t limit = NPY_PREAMBLE_MAX + (uint64_t)NPY_MAX_HEADER + CQ_TENSOR_MAX_BYTES;
+/* Reads up to `n` bytes into buf; *got < n only at the end of the stream. */
+static cq_status npy_read_some(FILE *f, void *buf, size_t n, size_t *got) {
+  *got = n ? fread(buf, 1, n, f) : 0;
+  if (*got < n && ferror(f)) return cq_fail(CQ_EIO, "cannot read: %s", strerror(errno));
+  return CQ_OK;
+}
+
+/* Reads the preamble of a stream and parses it as soon as its bytes arrive: 10 bytes, 2 more for
+ * versions 2 and 3. A stream that ends inside the preamble is that long; otherwise its length is
+ * unknown, and the header length bounds what is read next. */
+static cq_status npy_stream_preamble(FILE *f, npy_header *h) {
+  unsigned char pre[NPY_PREAMBLE_MAX];
+  size_t got, more = 0;
+  cq_status st = npy_read_some(f, pre, 10, &got);
+  if (st != CQ_OK) return st;
+  const int long_preamble =
+      got == 10 && memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN) == 0 && (pre[6] == 2 || pre[6] == 3);
+  if (long_preamble) {
+    st = npy_read_some(f, pre + 10, 2, &more);
+    if (st != CQ_OK) return st;
+    got += more;
+  }
+  const size_t need = long_preamble ? 12 : 10;
+  return npy_parse_preamble(pre, got, got < need ? (uint64_t)got : UINT64_MAX, h);
+}
+
+/* The data of a stream: exactly h->data_bytes, in a buffer that grows only as data arrives (a
+ * header that promises more than the stream holds allocates no more than what came), then nothing
+ * after it. */
+static cq_status npy_stream_data(FILE *f, const npy_header *h, unsigned char **data) {
   unsigned char *buf = NULL;
   size_t len = 0, cap = 0;
+  const size_t want = (size_t)h->data_bytes;
   cq_status st = CQ_OK;
-  for (;;) {
-    if (len == cap) {
-      if (cap > limit) {
-        st = cq_fail(CQ_EFORMAT, "stream is longer than the largest .npy cquant reads (%llu "
-                     "bytes)", (unsigned long long)limit);
-        break;
-      }
-      size_t grown = cap ? cap * 2 : 65536;
-      if (grown > limit + 1) grown = (size_t)(limit + 1);
-      unsigned char *p = cq_realloc(buf, grown);
-      if (!p) {
-        st = cq_fail(CQ_ENOMEM, "out of memory allocating %zu bytes for a .npy stream", grown);
-        break;
-      }
-      buf = p;
-      cap = grown;
-    }
-    size_t got = fread(buf + len, 1, cap - len, f);
-    len += got;
-    if (len < cap) {
-      if (ferror(f)) st = cq_fail(CQ_EIO, "cannot read: %s", strerror(errno));
+  while (len < want) {
+    size_t grown = cap ? cap * 2 : 65536;
+    if (grown > want) grown = want;
+    unsigned char *p = cq_realloc(buf, grown);
+    if (!p) {
+      st = cq_fail(CQ_ENOMEM, "out of memory allocating %zu bytes for .npy data", grown);
       break;
     }
+    buf = p;
+    cap = grown;
+    size_t got;
+    st = npy_read_some(f, buf + len, cap - len, &got);
+    len += got;
+    if (st != CQ_OK || len < cap) break;
   }
-  if (st == CQ_OK) st = npy_load_memory(buf, len, out);
-  cq_free(buf);
-  return st;
+  char shape[NPY_SHAPE_REPR_CAP];
+  npy_shape_repr(h->ndim, h->shape, shape, sizeof shape);
+  const char *dtype = cq_dtype_get(h->dtype)->name;
+  if (st == CQ_OK && len < want) {
+    st = cq_fail(CQ_EFORMAT, "truncated: header says shape %s %s = %llu bytes but only %zu bytes "
+                 "follow", shape, dtype, (unsigned long long)h->data_bytes, len);
+  }
+  if (st == CQ_OK && fgetc(f) != EOF) { /* the rest is not read: the stream may never end */
+    st = cq_fail(CQ_EFORMAT, "trailing bytes: header says shape %s %s = %llu bytes but the stream "
+                 "goes on", shape, dtype, (unsigned long long)h->data_bytes);
+  }
+  if (st == CQ_OK && ferror(f)) st = cq_fail(CQ_EIO, "cannot read: %s", strerror(errno));
+  if (st != CQ_OK) {
+    cq_free(buf);
+    return st;
+  }
+  *data = buf;
+  return CQ_OK;
+}
+
+/* A pipe or other stream whose size is unknown: each part is checked as soon as it arrives
+ * (preamble, header, then the data the header's shape implies), so a stream that is not a .npy
+ * file, or one that never ends (/dev/zero), fails without being read to the end. */
+static cq_status npy_load_stream(FILE *f, cq_tensor **out) {
+  npy_header h = {0};
+  cq_status st = npy_stream_preamble(f, &h);
+  if (st != CQ_OK) return st;
+  char *text = cq_malloc_for(h.header_len, "the .npy header");
+  if (!text) return CQ_ENOMEM;
+  size_t got;
+  st = npy_read_some(f, text, h.header_len, &got);
+  if (st == CQ_OK && got < h.header_len) {
+    st = cq_fail(CQ_EFORMAT, "truncated: header length %lu runs past the end (only %zu bytes "
+                 "follow the %zu-byte preamble)", (unsigned long)h.header_len, got, h.preamble);
+  }
+  if (st == CQ_OK) st = npy_parse_header(text, &h);
+  cq_free(text);
+  if (st == CQ_OK) st = npy_shape_bytes(&h, UINT64_MAX);
+  unsigned char *data = NULL;
+  if (st == CQ_OK) st = npy_stream_data(f, &h, &data);
+  if (st != CQ_OK) return st;
+  if (!data) return cq_tensor_create(out, h.dtype, h.ndim, h.shape); /* no elements */
+  st = cq_tensor_wrap(out, h.dtype, h.ndim, h.shape, data);
+  if (st != CQ_OK) {
+    cq_free(data);
+    return st;
+  }
+  (*out)->owns_data = 1; /* allocated by cq_realloc, as cq_tensor_create's data is */
+  if (h.swap) {
+    size_t elem = cq_dtype_get(h.dtype)->size;
+    npy_swap_bytes((*out)->data, (size_t)h.data_bytes / elem, elem);
+  }
+  return CQ_OK;
 }
 
 /* A regular file: measure it, read and check the header, then allocate exactly the data it

@@ -71,24 +71,22 @@
  * "HistogramCalibrator(method=percentile, percentile=99.99, num_bins=2048, min_val=-1.5,
  * max_val=2.25)" (mse/entropy show "start_bin=128, stride=1" instead of the percentile; num_bins is
  * the current histogram length; floats as Python prints them).
- * Cost per qparams call: percentile O(bins); mse and entropy O(bins^2 / stride) (entropy takes a
- * log per non-empty bin and candidate), the reference's algorithm as written. */
+ * Cost per qparams call: percentile O(bins); mse and entropy visit, per candidate, only the bins
+ * that can change the result (observer_calibrator_search.c), and a work budget caps the whole
+ * search (CQ_CALIB_MSE_BUDGET / CQ_CALIB_ENTROPY_BUDGET terms, well under a second): past it the
+ * stride is raised to a multiple of the configured one, the only case where the pick can differ
+ * from the reference's (never for the golden cases). */
 #include <math.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/pyformat.h"
+#include "quant/observer_calibrator_search.h"
 #include "quant/observer_calibrators.h"
 #include "quant/observer_impl.h"
 
 /* Longest histogram a calibrator grows to (same limit as config.bins). */
 #define CALIB_MAX_BINS ((int64_t)1 << 24)
-/* fake_tensor_quant treats amax at or below this as zero. */
-#define CALIB_AMAX_EPSILON (1.0f / 16777216.0f)
-/* Largest last edge for which no MSE error term can overflow float32 (|error| <= 2 * edge). */
-#define MSE_SPARSE_MAX_EDGE 1e18f
-/* numpy reduces in buffers of this many elements, pairwise inside each. */
-#define NUMPY_BUFSIZE 8192
 
 /* --- torch 1.13 float32 range factories (CPU, AVX2 build, one thread) ------------------------- */
 
@@ -267,46 +265,6 @@ static cq_status calib_update(cq_observer *obs, const float *x, int ndim, const 
 
 /* --- compute_amax ----------------------------------------------------------------------------- */
 
-/* numpy's pairwise summation of one buffer (PW_BLOCKSIZE 128, 8 accumulators). */
-static double pairwise_sum(const double *a, int64_t n) {
-  if (n < 8) {
-    double res = 0.0;
-    for (int64_t i = 0; i < n; i++) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    double r[8];
-    for (int k = 0; k < 8; k++) r[k] = a[k];
-    int64_t i;
-    for (i = 8; i < n - n % 8; i += 8) {
-      for (int k = 0; k < 8; k++) r[k] += a[i + k];
-    }
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; i++) res += a[i];
-    return res;
-  }
-  int64_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return pairwise_sum(a, n2) + pairwise_sum(a + n2, n - n2);
-}
-
-/* np.sum of a contiguous float64 array: pairwise within buffers, buffers added in order. */
-static double numpy_sum(const double *a, int64_t n) {
-  double res = 0.0;
-  for (int64_t off = 0; off < n; off += NUMPY_BUFSIZE) {
-    res += pairwise_sum(a + off, n - off < NUMPY_BUFSIZE ? n - off : NUMPY_BUFSIZE);
-  }
-  return res;
-}
-
-/* scipy.special.rel_entr. */
-static double rel_entr(double x, double y) {
-  if (isnan(x) || isnan(y)) return NAN;
-  if (x > 0.0 && y > 0.0) return x * log(x / y);
-  if (x == 0.0 && y >= 0.0) return 0.0;
-  return INFINITY;
-}
-
 /* The edge at index idx, or the last edge when idx is past it. */
 static float edge_at(const calib_state *s, int64_t idx) {
   if (idx > s->grid.count - 1) idx = s->grid.count - 1;
@@ -333,167 +291,30 @@ static float amax_percentile(const calib_state *s, double percentile) {
 static cq_status amax_mse(const calib_state *s, int is_unsigned, int start_bin, int stride,
                           float *amax) {
   const int64_t ncenters = s->grid.count - 1;
-  const int64_t m = ncenters < s->nbins ? ncenters : s->nbins;
   float *centers = cq_malloc_for(sizeof(float) * (size_t)ncenters, "MSE calibrator centres");
-  float *counts = cq_malloc_for(sizeof(float) * (size_t)m, "MSE calibrator counts");
-  int64_t *used = cq_malloc_for(sizeof(int64_t) * (size_t)m, "MSE calibrator bin list");
-  if (!centers || !counts || !used) {
-    cq_free(centers);
-    cq_free(counts);
-    cq_free(used);
-    return CQ_ENOMEM;
-  }
+  if (!centers) return CQ_ENOMEM;
   float prev = grid_edge(&s->grid, 0);
   for (int64_t j = 0; j < ncenters; j++) {
     const float next = grid_edge(&s->grid, j + 1);
     centers[j] = (prev + next) / 2.0f;
     prev = next;
   }
-  /* An empty bin's error term is +0 (leaving the running sum unchanged) unless its squared error
-   * overflows float32, when inf * 0 makes it NaN. Below MSE_SPARSE_MAX_EDGE no error can
-   * overflow, so only the non-empty bins are visited (in order), with the same result. */
-  const int sparse = grid_last_edge(&s->grid) <= MSE_SPARSE_MAX_EDGE;
-  int64_t nused = 0;
-  for (int64_t j = 0; j < m; j++) {
-    counts[j] = (float)(int64_t)s->hist[j];
-    if (!sparse || counts[j] != 0.0f) used[nused++] = j;
-  }
-
-  const float bound = is_unsigned ? 255.0f : 127.0f;
-  const float lower = is_unsigned ? 0.0f : -127.0f;
-  double best = INFINITY;
-  int64_t best_i = -1;
-  for (int64_t i = start_bin; i < ncenters; i += stride) {
-    const float a = centers[i];
-    const int zero = a <= CALIB_AMAX_EPSILON;
-    const float scale = bound / a;
-    double err = 0.0;
-    for (int64_t u = 0; u < nused; u++) {
-      const int64_t j = used[u];
-      const float c = centers[j];
-      float fq = 0.0f;
-      if (!zero) {
-        float q = rintf(c * scale);
-        if (q < lower) q = lower;
-        if (q > bound) q = bound;
-        fq = q / scale;
-      }
-      const float d = fq - c;
-      const float d2 = d * d;
-      err += (double)(d2 * counts[j]);
-    }
-    /* the first minimum; an error that overflowed to NaN never wins (the reference's argmin would
-     * pick it, which clips at a meaningless threshold) */
-    if (isnan(err)) err = INFINITY;
-    if (best_i < 0 || err < best) {
-      best = err;
-      best_i = i;
-    }
-  }
-  cq_status st = CQ_OK;
-  if (best_i < 0) {
-    st = cq_fail(CQ_ESTATE, "mse calibrator: no candidate bin at or above start_bin %d among %lld",
-                 start_bin, (long long)ncenters);
-  } else {
-    *amax = centers[best_i];
-  }
+  int64_t best;
+  cq_status st = cq_calibrator_mse_search(centers, ncenters, s->hist, s->nbins,
+                                          grid_last_edge(&s->grid), is_unsigned, start_bin,
+                                          stride, &best);
+  if (st == CQ_OK) *amax = centers[best];
   cq_free(centers);
-  cq_free(counts);
-  cq_free(used);
   return st;
-}
-
-typedef struct entropy_scratch {
-  int64_t *bins;
-  int64_t *group; /* quantized bin of each source bin */
-  double *q;
-  double *vec;
-  double *group_sum;
-  int64_t *group_count;
-} entropy_scratch;
-
-static void entropy_scratch_free(entropy_scratch *w) {
-  cq_free(w->bins);
-  cq_free(w->group);
-  cq_free(w->q);
-  cq_free(w->vec);
-  cq_free(w->group_sum);
-  cq_free(w->group_count);
-}
-
-/* scipy.stats.entropy(P, Q) for candidate i (the first i bins), as _compute_amax_entropy builds
- * P and Q. */
-static double entropy_divergence(entropy_scratch *w, int64_t i, int64_t nq, int64_t total) {
-  const int64_t *bins = w->bins;
-  for (int64_t k = 0; k < nq; k++) {
-    w->group_sum[k] = 0.0;
-    w->group_count[k] = 0;
-  }
-  /* group[j] = floor(j * nq / i), found by stepping k while (k + 1) * i <= j * nq. */
-  int64_t head = 0, k = 0;
-  for (int64_t j = 0; j < i; j++) {
-    while ((k + 1) * i <= j * nq) k++;
-    w->group[j] = k;
-    head += bins[j];
-    if (bins[j] != 0) {
-      w->group_sum[k] += (double)bins[j];
-      w->group_count[k]++;
-    }
-  }
-  for (k = 0; k < nq; k++) {
-    if (w->group_count[k] != 0) w->group_sum[k] /= (double)w->group_count[k];
-  }
-  for (int64_t j = 0; j < i; j++) w->q[j] = bins[j] != 0 ? w->group_sum[w->group[j]] : 0.0;
-  const int64_t tail = total - head;
-  const double q_total = numpy_sum(w->q, i);
-  const double p_total = (double)total;
-  for (int64_t j = 0; j < i; j++) {
-    const int64_t p = j == i - 1 ? bins[j] + tail : bins[j];
-    w->vec[j] = rel_entr((double)p / p_total, w->q[j] / q_total);
-  }
-  return numpy_sum(w->vec, i);
 }
 
 static cq_status amax_entropy(const calib_state *s, int is_unsigned, int start_bin, int stride,
                               float *amax) {
-  const int64_t n = s->nbins;
-  const int64_t nq = is_unsigned ? 256 : 128;
-  entropy_scratch w;
-  w.bins = cq_malloc_for(sizeof(int64_t) * (size_t)n, "entropy calibrator bins");
-  w.group = cq_malloc_for(sizeof(int64_t) * (size_t)n, "entropy calibrator groups");
-  w.q = cq_malloc_for(sizeof(double) * (size_t)n, "entropy calibrator Q");
-  w.vec = cq_malloc_for(sizeof(double) * (size_t)n, "entropy calibrator terms");
-  w.group_sum = cq_malloc_for(sizeof(double) * (size_t)nq, "entropy calibrator groups");
-  w.group_count = cq_malloc_for(sizeof(int64_t) * (size_t)nq, "entropy calibrator groups");
-  if (!w.bins || !w.group || !w.q || !w.vec || !w.group_sum || !w.group_count) {
-    entropy_scratch_free(&w);
-    return CQ_ENOMEM;
-  }
-  for (int64_t j = 0; j < n; j++) w.bins[j] = (int64_t)s->hist[j];
-  w.bins[0] = w.bins[1];
-  int64_t total = 0;
-  for (int64_t j = 0; j < n; j++) total += w.bins[j];
-
-  /* the last minimum (numpy argmin over the reversed list). A NaN divergence (Q all zero: the
-   * first i bins are empty) counts as +inf: the reference's argmin would pick it and clip below
-   * every observed value. */
-  int64_t best_i = -1;
-  double best = INFINITY;
-  for (int64_t i = start_bin; i <= n; i += stride) {
-    double d = entropy_divergence(&w, i, nq, total);
-    if (isnan(d)) d = INFINITY;
-    if (best_i < 0 || d <= best) {
-      best = d;
-      best_i = i;
-    }
-  }
-  entropy_scratch_free(&w);
-  if (best_i < 0) {
-    return cq_fail(CQ_ESTATE, "entropy calibrator: no candidate bin at or above start_bin %d "
-                   "among %lld", start_bin, (long long)n);
-  }
-  *amax = edge_at(s, best_i);
-  return CQ_OK;
+  int64_t best;
+  cq_status st =
+      cq_calibrator_entropy_search(s->hist, s->nbins, is_unsigned, start_bin, stride, &best);
+  if (st == CQ_OK) *amax = edge_at(s, best);
+  return st;
 }
 
 int cq_observer_is_calibrator(const cq_observer *obs) {

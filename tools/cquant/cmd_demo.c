@@ -9,6 +9,7 @@
  * trained by examples/train_demo_models.c) and measures, on the Fashion-MNIST images in the data
  * folder, each variant of demo.h: accuracy, size, and batch-1 / batch-16 latency with the speedup
  * over float. The exit status is 1 if anything fails or an observer line differs from the seed's. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -375,6 +376,25 @@ static int run_models(const demo_options *o, demo_report *report) {
   return rc;
 }
 
+/* The files the run will read, checked before anything is printed: a failed demo leaves stdout
+ * empty. */
+static int check_inputs(const demo_options *o) {
+  static const char *const data[] = {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+                                     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"};
+  char path[8600];
+  for (size_t i = 0; i < sizeof data / sizeof data[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", o->data_dir, data[i]);
+    if (access(path, R_OK) != 0) return cli_error("demo: cannot read %s: %s", path, strerror(errno));
+  }
+  for (int k = 0; k < DEMO_MODEL_COUNT; k++) {
+    if (!(o->models_mask & (1 << k))) continue;
+    snprintf(path, sizeof path, "%s/demo_%s.safetensors", o->models_dir,
+             demo_model_name((demo_model_kind)k));
+    if (access(path, R_OK) != 0) return cli_error("demo: cannot read %s: %s", path, strerror(errno));
+  }
+  return CLI_OK;
+}
+
 int cmd_demo(int argc, char **argv) {
   demo_options o;
   char data_buf[4200], models_buf[4200];
@@ -386,7 +406,8 @@ int cmd_demo(int argc, char **argv) {
   demo_report report;
   memset(&report, 0, sizeof report);
   report.options = &o;
-  rc = observer_example(!o.json, &observers);
+  rc = check_inputs(&o);
+  if (rc == CLI_OK) rc = observer_example(!o.json, &observers);
   if (rc == CLI_OK) rc = run_models(&o, &report);
   if (rc == CLI_OK) rc = o.json ? demo_print_json(&report, &observers) : demo_print_table(&report);
   cq_strbuf_release(&observers);
