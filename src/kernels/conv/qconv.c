@@ -218,6 +218,12 @@ cq_status cq_qconv_create(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_
     if (out) *out = NULL;
     return st;
   }
+  /* AMX multiplies whole 64-byte K steps, VNNI skips the groups of four bytes that hold no weights
+   * (kvalid): when most of the padded K is padding (few channels per tap: a network's first
+   * layers), the VNNI kernel does less work. Both give the reference's bits. */
+  if (isa == CQ_ISA_AMX && !p->depthwise && 2 * p->cg * p->taps < p->k_packed) {
+    isa = CQ_ISA_AVX512VNNI;
+  }
   return cq_qconv_create_isa(p, q, isa, out);
 }
 
