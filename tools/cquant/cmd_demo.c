@@ -376,11 +376,10 @@ static int run_models(const demo_options *o, demo_report *report) {
   return rc;
 }
 
-/* The files the run will read, checked before anything is printed: a failed demo leaves stdout
- * empty. */
+/* The test split and the weights, checked before anything is printed, so that a demo pointed at a
+ * wrong folder leaves stdout empty (a malformed file is found when it is read). */
 static int check_inputs(const demo_options *o) {
-  static const char *const data[] = {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-                                     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"};
+  static const char *const data[] = {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
   char path[8600];
   for (size_t i = 0; i < sizeof data / sizeof data[0]; i++) {
     snprintf(path, sizeof path, "%s/%s", o->data_dir, data[i]);
