@@ -62,8 +62,8 @@ static int time_model(const char *path, cq_tensor *x, int reps, double min_ms, d
 
 int bench_model(int argc, char **argv) {
   const char *model = NULL, *input = NULL, *against = NULL;
-  int threads = 1, reps = 9;
-  double min_ms = 50.0;
+  int rc;
+  bench_timing timing = {1, 9, 50.0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const int has_value = i + 1 < argc;
@@ -74,22 +74,8 @@ int bench_model(int argc, char **argv) {
       input = argv[++i];
     } else if (!strcmp(a, "--against") && has_value) {
       against = argv[++i];
-    } else if (!strcmp(a, "--threads") && has_value) {
-      char *end;
-      const long t = strtol(argv[++i], &end, 10);
-      if (*end || t < 1 || t > 1024) return cli_usage_error("bench", "--threads must be 1..1024");
-      threads = (int)t;
-    } else if (!strcmp(a, "--reps") && has_value) {
-      char *end;
-      const long r = strtol(argv[++i], &end, 10);
-      if (*end || r < 1 || r > 10000) return cli_usage_error("bench", "--reps must be 1..10000");
-      reps = (int)r;
-    } else if (!strcmp(a, "--min-ms") && has_value) {
-      char *end;
-      min_ms = strtod(argv[++i], &end);
-      if (*end || !(min_ms >= 0.0 && min_ms <= 60000.0)) {
-        return cli_usage_error("bench", "--min-ms must be a number of milliseconds in [0, 60000]");
-      }
+    } else if ((rc = bench_timing_option(argc, argv, &i, &timing)) >= 0) {
+      if (rc != CLI_OK) return rc;
     } else if (a[0] != '-' && !model) {
       model = a;
     } else {
@@ -107,10 +93,12 @@ int bench_model(int argc, char **argv) {
     if (st != CQ_OK) return cli_error("%s: %s", input, cq_last_error());
     x = f;
   }
-  cq_set_num_threads(threads);
+  cq_set_num_threads(timing.threads);
   double med = 0, mn = 0, amed = 0, amn = 0;
-  int rc = time_model(model, x, reps, min_ms, &med, &mn);
-  if (rc == CLI_OK && against) rc = time_model(against, x, reps, min_ms, &amed, &amn);
+  rc = time_model(model, x, timing.reps, timing.min_ms, &med, &mn);
+  if (rc == CLI_OK && against) {
+    rc = time_model(against, x, timing.reps, timing.min_ms, &amed, &amn);
+  }
   if (rc == CLI_OK) {
     cq_strbuf sb;
     cq_strbuf_init(&sb);
@@ -120,7 +108,8 @@ int bench_model(int argc, char **argv) {
     for (int d = 0; d < x->ndim; d++) {
       cq_strbuf_appendf(&sb, d ? ", %lld" : "%lld", (long long)x->shape[d]);
     }
-    cq_strbuf_appendf(&sb, "], \"threads\": %d, \"reps\": %d, \"median_ms\": ", threads, reps);
+    cq_strbuf_appendf(&sb, "], \"threads\": %d, \"reps\": %d, \"median_ms\": ", timing.threads,
+                      timing.reps);
     json_float(&sb, med);
     cq_strbuf_append(&sb, ", \"min_ms\": ");
     json_float(&sb, mn);

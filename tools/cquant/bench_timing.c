@@ -3,7 +3,38 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "cli.h"
+
+int bench_timing_option(int argc, char **argv, int *i, bench_timing *t) {
+  const char *a = argv[*i];
+  if (strcmp(a, "--threads") && strcmp(a, "--reps") && strcmp(a, "--min-ms")) return -1;
+  if (*i + 1 >= argc) return cli_usage_error("bench", "%s needs a value", a);
+  const char *v = argv[++*i];
+  char *end;
+  if (!strcmp(a, "--threads")) {
+    const long n = strtol(v, &end, 10);
+    if (*end || end == v || n < 1 || n > 1024) {
+      return cli_usage_error("bench", "--threads must be 1..1024");
+    }
+    t->threads = (int)n;
+  } else if (!strcmp(a, "--reps")) {
+    const long n = strtol(v, &end, 10);
+    if (*end || end == v || n < 1 || n > 10000) {
+      return cli_usage_error("bench", "--reps must be 1..10000");
+    }
+    t->reps = (int)n;
+  } else {
+    const double ms = strtod(v, &end);
+    if (*end || end == v || !(ms >= 0.0 && ms <= 60000.0)) {
+      return cli_usage_error("bench", "--min-ms must be a number of milliseconds in [0, 60000]");
+    }
+    t->min_ms = ms;
+  }
+  return CLI_OK;
+}
 
 double bench_now_s(void) {
   struct timespec t;

@@ -275,8 +275,8 @@ int bench_model(int argc, char **argv); /* bench_model.c */
 int cmd_bench(int argc, char **argv) {
   if (argc > 1 && argv[1][0] != '-') return bench_model(argc, argv);
   const char *op = NULL, *shape = NULL;
-  int threads = 1, reps = 9, relu = 0;
-  double min_ms = 20.0;
+  int relu = 0, rc;
+  bench_timing timing = {1, 9, 20.0};
   cq_backend engine = CQ_BACKEND_ONEDNN;
   cq_conv_layout layout = CQ_CONV_NCHW;
   for (int i = 1; i < argc; i++) {
@@ -289,22 +289,8 @@ int cmd_bench(int argc, char **argv) {
       op = argv[++i];
     } else if (!strcmp(a, "--shape") && has_value) {
       shape = argv[++i];
-    } else if (!strcmp(a, "--threads") && has_value) {
-      char *end;
-      const long t = strtol(argv[++i], &end, 10);
-      if (*end || t < 1 || t > 1024) return cli_usage_error("bench", "--threads must be 1..1024");
-      threads = (int)t;
-    } else if (!strcmp(a, "--reps") && has_value) {
-      char *end;
-      const long r = strtol(argv[++i], &end, 10);
-      if (*end || r < 1 || r > 10000) return cli_usage_error("bench", "--reps must be 1..10000");
-      reps = (int)r;
-    } else if (!strcmp(a, "--min-ms") && has_value) {
-      char *end;
-      min_ms = strtod(argv[++i], &end);
-      if (*end || !(min_ms >= 0.0 && min_ms <= 60000.0)) {
-        return cli_usage_error("bench", "--min-ms must be a number of milliseconds in [0, 60000]");
-      }
+    } else if ((rc = bench_timing_option(argc, argv, &i, &timing)) >= 0) {
+      if (rc != CLI_OK) return rc;
     } else if (!strcmp(a, "--engine") && has_value) {
       if (cq_backend_parse(argv[++i], &engine) != CQ_OK) {
         return cli_usage_error("bench", "unknown engine '%s' (x86, fbgemm, qnnpack, onednn)",
@@ -331,7 +317,7 @@ int cmd_bench(int argc, char **argv) {
     if (!shape || parse_shape(shape, v) != 3) {
       return cli_usage_error("bench", "--shape M,K,N with positive sizes is required for linear");
     }
-    return bench_linear(v, threads, reps, min_ms, engine, relu);
+    return bench_linear(v, timing.threads, timing.reps, timing.min_ms, engine, relu);
   }
   if (strcmp(op, "conv2d") != 0) {
     return cli_usage_error("bench", "unknown --op '%s' (linear or conv2d)", op);
@@ -341,5 +327,5 @@ int cmd_bench(int argc, char **argv) {
     return cli_usage_error("bench", "--shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS] with positive "
                            "sizes (PAD >= 0) is required");
   }
-  return bench_conv2d(v, threads, reps, min_ms, engine, relu, layout);
+  return bench_conv2d(v, timing.threads, timing.reps, timing.min_ms, engine, relu, layout);
 }
