@@ -9,39 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
 #include "check.h"
 #include "cquant/cquant.h"
 #include "golden.h"
 
 #define OK(expr) CHECK_OK(expr)
 #define GOLDEN CQ_TEST_DATA_DIR "/golden/qstatic/cases.txt"
-
-static cq_module *made(cq_status st, cq_module **m) {
-  CHECK_MSG(st == CQ_OK, "building a module: %s", cq_last_error());
-  return *m;
-}
-
-static cq_module *conv2d(int64_t in, int64_t out, int64_t k, int64_t pad) {
-  cq_conv_options o = cq_conv_defaults(in, out, k, k);
-  o.padding[0] = o.padding[1] = pad;
-  cq_module *m = NULL;
-  return made(cq_conv2d(&m, &o), &m);
-}
-
-static cq_module *linear(int64_t in, int64_t out) {
-  cq_module *m = NULL;
-  return made(cq_linear(&m, in, out, 1), &m);
-}
-
-static cq_module *simple(cq_status (*ctor)(cq_module **)) {
-  cq_module *m = NULL;
-  return made(ctor(&m), &m);
-}
-
-static cq_module *bn2d(int64_t c) {
-  cq_module *m = NULL;
-  return made(cq_batchnorm2d(&m, c), &m);
-}
 
 /* The golden classifier without its stubs: Identity stands where QuantStub / DeQuantStub were, so
  * the state-dict keys stay "1.weight", ... */
@@ -50,10 +24,10 @@ static cq_module *classifier_float(void) {
   cq_module *mp = NULL, *flat = NULL, *s = NULL;
   OK(cq_maxpool2d(&mp, &p));
   OK(cq_flatten(&flat, 1, -1));
-  cq_module *c[10] = {simple(cq_identity), conv2d(3, 8, 3, 1), bn2d(8), simple(cq_relu), mp,
-                      flat, linear(128, 32), simple(cq_relu), linear(32, 10),
-                      simple(cq_identity)};
-  return made(cq_sequential(&s, 10, c), &s);
+  cq_module *c[10] = {tb_simple(cq_identity), tb_conv2d(3, 8, 3, 1), tb_bn2d(8), tb_simple(cq_relu), mp,
+                      flat, tb_linear(128, 32), tb_simple(cq_relu), tb_linear(32, 10),
+                      tb_simple(cq_identity)};
+  return tb_made(cq_sequential(&s, 10, c), &s);
 }
 
 /* y = conv2(relu1(bn1(conv1(x)))); out = cat([add(y, x), x], 1), float. */
@@ -63,10 +37,10 @@ static cq_module *residual_float(void) {
   OK(cq_add(&add));
   OK(cq_cat(&cat, 1));
   int x = 0, c1, b1, r1, c2, s, k;
-  OK(cq_graph_add_node(g, "conv1", conv2d(4, 4, 3, 1), 1, &x, 1, &c1));
-  OK(cq_graph_add_node(g, "bn1", bn2d(4), 1, &c1, 1, &b1));
-  OK(cq_graph_add_node(g, "relu1", simple(cq_relu), 1, &b1, 1, &r1));
-  OK(cq_graph_add_node(g, "conv2", conv2d(4, 4, 3, 1), 1, &r1, 1, &c2));
+  OK(cq_graph_add_node(g, "conv1", tb_conv2d(4, 4, 3, 1), 1, &x, 1, &c1));
+  OK(cq_graph_add_node(g, "bn1", tb_bn2d(4), 1, &c1, 1, &b1));
+  OK(cq_graph_add_node(g, "relu1", tb_simple(cq_relu), 1, &b1, 1, &r1));
+  OK(cq_graph_add_node(g, "conv2", tb_conv2d(4, 4, 3, 1), 1, &r1, 1, &c2));
   int add_in[2] = {c2, x};
   OK(cq_graph_add_node(g, "add", add, 2, add_in, 1, &s));
   int cat_in[2] = {s, x};
@@ -201,10 +175,10 @@ static cq_module *mixed_graph(void) {
   OK(cq_graph(&g, 1));
   OK(cq_softmax(&sm, 1));
   int x = 0, a, b, c, d;
-  OK(cq_graph_add_node(g, "conv_a", conv2d(3, 4, 3, 1), 1, &x, 1, &a));
-  OK(cq_graph_add_node(g, "relu", simple(cq_relu), 1, &a, 1, &b));
+  OK(cq_graph_add_node(g, "conv_a", tb_conv2d(3, 4, 3, 1), 1, &x, 1, &a));
+  OK(cq_graph_add_node(g, "relu", tb_simple(cq_relu), 1, &a, 1, &b));
   OK(cq_graph_add_node(g, "softmax", sm, 1, &b, 1, &c));
-  OK(cq_graph_add_node(g, "conv_b", conv2d(4, 2, 1, 0), 1, &c, 1, &d));
+  OK(cq_graph_add_node(g, "conv_b", tb_conv2d(4, 2, 1, 0), 1, &c, 1, &d));
   OK(cq_graph_set_outputs(g, 1, &d));
   cq_module_train(g, 0);
   return g;
@@ -302,7 +276,7 @@ static void test_errors(void) {
   OK(cq_prepare_graph(g, &o));
   CHECK_STATUS(cq_prepare_graph(g, &o), CQ_ESTATE); /* twice */
   cq_module_free(g);
-  cq_module *lin = linear(3, 3);
+  cq_module *lin = tb_linear(3, 3);
   CHECK_STATUS(cq_prepare_graph(lin, &o), CQ_EINVAL);
   cq_module_free(lin);
 }
@@ -338,7 +312,7 @@ static void test_observer_choice(void) {
 static void test_dynamic(void) {
   cq_manual_seed(3);
   cq_module *s = NULL;
-  cq_module *c[3] = {linear(6, 8), simple(cq_relu), linear(8, 4)};
+  cq_module *c[3] = {tb_linear(6, 8), tb_simple(cq_relu), tb_linear(8, 4)};
   OK(cq_sequential(&s, 3, c));
   cq_module_train(s, 0);
   cq_graph_quant_options o = cq_graph_quant_defaults();
@@ -391,16 +365,16 @@ static cq_module *qat_body(int with_stubs) {
   cq_manual_seed(11);
   cq_module *flat = NULL, *s = NULL;
   OK(cq_flatten(&flat, 1, -1));
-  cq_module *c[7] = {conv2d(2, 4, 3, 0), bn2d(4), simple(cq_relu), flat, linear(4 * 4 * 4, 3),
+  cq_module *c[7] = {tb_conv2d(2, 4, 3, 0), tb_bn2d(4), tb_simple(cq_relu), flat, tb_linear(4 * 4 * 4, 3),
                      NULL, NULL};
   int n = 5;
   if (with_stubs) { /* Sequential(QuantStub, conv, bn, relu, flatten, linear, DeQuantStub) */
     for (int i = 5; i > 0; i--) c[i] = c[i - 1];
-    c[0] = simple(cq_quant_stub);
-    c[6] = simple(cq_dequant_stub);
+    c[0] = tb_simple(cq_quant_stub);
+    c[6] = tb_simple(cq_dequant_stub);
     n = 7;
   }
-  return made(cq_sequential(&s, n, c), &s);
+  return tb_made(cq_sequential(&s, n, c), &s);
 }
 
 static void train_steps(cq_module *m, int steps) {

@@ -19,44 +19,11 @@
 
 #include "cquant/cquant.h"
 #include "io/onnx_proto.h"
+#include "support/build.h"
 #include "support/check.h"
 
 #define OK(expr) CHECK_OK(expr)
 #define TMP CQ_TEST_TMP_DIR
-
-static cq_module *made(cq_status st, cq_module **m) {
-  CHECK_MSG(st == CQ_OK, "building a module: %s", cq_last_error());
-  return *m;
-}
-
-static cq_module *conv2d(int64_t in, int64_t out, int64_t k, int64_t pad) {
-  cq_conv_options o = cq_conv_defaults(in, out, k, k);
-  o.padding[0] = o.padding[1] = pad;
-  cq_module *m = NULL;
-  return made(cq_conv2d(&m, &o), &m);
-}
-
-static cq_module *linear(int64_t in, int64_t out) {
-  cq_module *m = NULL;
-  return made(cq_linear(&m, in, out, 1), &m);
-}
-
-static cq_module *simple(cq_status (*ctor)(cq_module **)) {
-  cq_module *m = NULL;
-  return made(ctor(&m), &m);
-}
-
-static cq_module *bn2d(int64_t c) {
-  cq_module *m = NULL;
-  cq_status st = cq_batchnorm2d(&m, c);
-  /* non-trivial running statistics and affine parameters */
-  for (int i = 0; st == CQ_OK && i < 4; i++) {
-    static const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
-    float *d = cq_module_find_tensor(m, names[i])->tensor->data;
-    for (int64_t k = 0; k < c; k++) d[k] = (i == 3 ? 0.5f : 0.0f) + 0.1f * (float)(k + i);
-  }
-  return made(st, &m);
-}
 
 static cq_tensor *input_tensor(int ndim, const int64_t *shape, double phase) {
   cq_tensor *t = NULL;
@@ -81,9 +48,9 @@ static cq_module *cnn_model(void) {
   OK(cq_add(&add));
   const char *names[12] = {"quant", "conv1", "bn1",  "relu1", "conv2", "add",
                            "pool",  "flat",  "fc1", "relu2", "fc2",   "dequant"};
-  cq_module *mods[12] = {simple(cq_quant_stub), conv2d(3, 4, 3, 1), bn2d(4), simple(cq_relu),
-                         conv2d(4, 4, 3, 1), add, pool, flat, linear(64, 16), simple(cq_relu),
-                         linear(16, 5), simple(cq_dequant_stub)};
+  cq_module *mods[12] = {tb_simple(cq_quant_stub), tb_conv2d(3, 4, 3, 1), tb_bn2d(4), tb_simple(cq_relu),
+                         tb_conv2d(4, 4, 3, 1), add, pool, flat, tb_linear(64, 16), tb_simple(cq_relu),
+                         tb_linear(16, 5), tb_simple(cq_dequant_stub)};
   for (int i = 0; i < 12; i++) OK(cq_module_add_child(g, names[i], mods[i]));
   int v = 0, q, c1, b1, r1, c2, s, pl, fl, f1, r2, f2, y;
   OK(cq_graph_add_node(g, "quant", NULL, 1, &v, 1, &q));
@@ -146,7 +113,7 @@ static cq_module *lstm_model(int gru) {
   int x = 0, outs[2], f, y;
   OK(cq_graph_add_node(g, "rnn", rnn, 1, &x, 2, outs));
   OK(cq_graph_add_node(g, "flat", flat, 1, &outs[1], 1, &f));
-  OK(cq_graph_add_node(g, "fc", linear(8, 3), 1, &f, 1, &y));
+  OK(cq_graph_add_node(g, "fc", tb_linear(8, 3), 1, &f, 1, &y));
   OK(cq_graph_set_outputs(g, 1, &y));
   OK(cq_graph_set_name(g, gru ? "GRUClassifier" : "LSTMClassifier"));
   cq_module_train(g, 0);
@@ -514,14 +481,14 @@ static void test_qfunctional_and_fixed_qparams(void) {
   OK(cq_add(&add));
   OK(cq_cat(&cat, 1));
   int x = 0, q, c1, s, sg, k, y;
-  OK(cq_graph_add_node(g, "quant", simple(cq_quant_stub), 1, &x, 1, &q));
-  OK(cq_graph_add_node(g, "conv1", conv2d(2, 2, 3, 1), 1, &q, 1, &c1));
+  OK(cq_graph_add_node(g, "quant", tb_simple(cq_quant_stub), 1, &x, 1, &q));
+  OK(cq_graph_add_node(g, "conv1", tb_conv2d(2, 2, 3, 1), 1, &q, 1, &c1));
   int ai[2] = {c1, q};
   OK(cq_graph_add_node(g, "add", add, 2, ai, 1, &s));
-  OK(cq_graph_add_node(g, "sig", simple(cq_sigmoid), 1, &s, 1, &sg));
+  OK(cq_graph_add_node(g, "sig", tb_simple(cq_sigmoid), 1, &s, 1, &sg));
   int ci[2] = {sg, q};
   OK(cq_graph_add_node(g, "cat", cat, 2, ci, 1, &k));
-  OK(cq_graph_add_node(g, "dequant", simple(cq_dequant_stub), 1, &k, 1, &y));
+  OK(cq_graph_add_node(g, "dequant", tb_simple(cq_dequant_stub), 1, &k, 1, &y));
   OK(cq_graph_set_outputs(g, 1, &y));
   cq_module_train(g, 0);
   cq_qconfig qc;
@@ -715,7 +682,7 @@ static void test_errors(void) {
   /* a module with no ONNX form, named with its path and class */
   cq_module *loss = NULL;
   OK(cq_mse_loss(&loss));
-  cq_module *seq_children[2] = {linear(4, 4), loss};
+  cq_module *seq_children[2] = {tb_linear(4, 4), loss};
   cq_module *m = NULL;
   OK(cq_sequential(&m, 2, seq_children));
   CHECK_STATUS(cq_onnx_save(m, 2, shape, path), CQ_EUNSUPPORTED);
@@ -724,7 +691,7 @@ static void test_errors(void) {
   CHECK(!file_exists(path));
   cq_module_free(m);
   /* a prepared (observed) model */
-  cq_module *c2[3] = {simple(cq_quant_stub), linear(4, 2), simple(cq_dequant_stub)};
+  cq_module *c2[3] = {tb_simple(cq_quant_stub), tb_linear(4, 2), tb_simple(cq_dequant_stub)};
   OK(cq_sequential(&m, 3, c2));
   cq_module_train(m, 0);
   cq_qconfig qc;
@@ -737,7 +704,7 @@ static void test_errors(void) {
   cq_module_free(m);
   /* quantized module fed a float tensor */
   /* bad arguments */
-  m = linear(4, 2);
+  m = tb_linear(4, 2);
   CHECK_STATUS(cq_onnx_save(NULL, 2, shape, path), CQ_EINVAL);
   CHECK_STATUS(cq_onnx_save(m, 0, shape, path), CQ_EINVAL);
   CHECK_STATUS(cq_onnx_save(m, 2, shape, NULL), CQ_EINVAL);

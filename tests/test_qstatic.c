@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "build.h"
 #include "check.h"
 #include "cquant/cquant.h"
 #include "golden.h"
@@ -33,44 +34,11 @@
 
 /* ---- builders ----------------------------------------------------------------------------------- */
 
-/* Checks the status of a constructor that wrote *m, and returns *m. */
-static cq_module *made(cq_status st, cq_module **m) {
-  CHECK_MSG(st == CQ_OK, "building a module: %s", cq_last_error());
-  return *m;
-}
-
-static cq_module *conv2d(int64_t in, int64_t out, int64_t k, int64_t pad) {
-  cq_conv_options o = cq_conv_defaults(in, out, k, k);
-  o.padding[0] = o.padding[1] = pad;
-  cq_module *m = NULL;
-  return made(cq_conv2d(&m, &o), &m);
-}
-
-static cq_module *linear(int64_t in, int64_t out) {
-  cq_module *m = NULL;
-  return made(cq_linear(&m, in, out, 1), &m);
-}
-
-static cq_module *simple(cq_status (*ctor)(cq_module **)) {
-  cq_module *m = NULL;
-  return made(ctor(&m), &m);
-}
-
-static cq_module *bn2d(int64_t c) {
-  cq_module *m = NULL;
-  return made(cq_batchnorm2d(&m, c), &m);
-}
-
-static cq_module *seq(int n, cq_module **c) {
-  cq_module *m = NULL;
-  return made(cq_sequential(&m, n, c), &m);
-}
-
 /* nn.Sequential(Conv2d(2,64,3), ReLU(), Conv2d(64,128,3), ReLU()) */
 static cq_module *seed_model(void) {
-  cq_module *c[4] = {conv2d(2, 64, 3, 0), simple(cq_relu), conv2d(64, 128, 3, 0),
-                     simple(cq_relu)};
-  return seq(4, c);
+  cq_module *c[4] = {tb_conv2d(2, 64, 3, 0), tb_simple(cq_relu), tb_conv2d(64, 128, 3, 0),
+                     tb_simple(cq_relu)};
+  return tb_seq(4, c);
 }
 
 static cq_module *classifier_model(void) {
@@ -78,10 +46,10 @@ static cq_module *classifier_model(void) {
   cq_module *mp = NULL, *flat = NULL;
   OK(cq_maxpool2d(&mp, &p));
   OK(cq_flatten(&flat, 1, -1));
-  cq_module *c[10] = {simple(cq_quant_stub), conv2d(3, 8, 3, 1), bn2d(8), simple(cq_relu), mp,
-                      flat, linear(128, 32), simple(cq_relu), linear(32, 10),
-                      simple(cq_dequant_stub)};
-  return seq(10, c);
+  cq_module *c[10] = {tb_simple(cq_quant_stub), tb_conv2d(3, 8, 3, 1), tb_bn2d(8), tb_simple(cq_relu), mp,
+                      flat, tb_linear(128, 32), tb_simple(cq_relu), tb_linear(32, 10),
+                      tb_simple(cq_dequant_stub)};
+  return tb_seq(10, c);
 }
 
 /* PyTorch's M: children registered in __init__'s order, forward as a dataflow. The value of
@@ -93,8 +61,8 @@ static cq_module *residual_model(int *cat_value) {
   OK(cq_add(&add));
   OK(cq_cat(&cat, 1));
   const char *names[8] = {"quant", "conv1", "bn1", "relu1", "conv2", "add", "cat", "dequant"};
-  cq_module *mods[8] = {simple(cq_quant_stub), conv2d(4, 4, 3, 1), bn2d(4), simple(cq_relu),
-                        conv2d(4, 4, 3, 1), add, cat, simple(cq_dequant_stub)};
+  cq_module *mods[8] = {tb_simple(cq_quant_stub), tb_conv2d(4, 4, 3, 1), tb_bn2d(4), tb_simple(cq_relu),
+                        tb_conv2d(4, 4, 3, 1), add, cat, tb_simple(cq_dequant_stub)};
   for (int i = 0; i < 8; i++) OK(cq_module_add_child(g, names[i], mods[i]));
   int x = 0, q, c1, b1, r1, c2, s, k, y;
   OK(cq_graph_add_node(g, "quant", NULL, 1, &x, 1, &q));
@@ -124,14 +92,14 @@ static cq_module *build(const char *arch, int *cat_value) {
 static cq_module *wrap_with_stubs(cq_module *m) {
   cq_module *w = NULL;
   OK(cq_sequential(&w, 0, NULL));
-  OK(cq_sequential_append(w, simple(cq_quant_stub)));
+  OK(cq_sequential_append(w, tb_simple(cq_quant_stub)));
   for (int i = 0; i < cq_module_num_children(m); i++) {
     cq_module *child = NULL;
-    OK(cq_module_replace(m, cq_module_child_name(m, i), simple(cq_identity), &child));
+    OK(cq_module_replace(m, cq_module_child_name(m, i), tb_simple(cq_identity), &child));
     OK(cq_sequential_append(w, child));
   }
   cq_module_free(m);
-  OK(cq_sequential_append(w, simple(cq_dequant_stub)));
+  OK(cq_sequential_append(w, tb_simple(cq_dequant_stub)));
   cq_module_train(w, 0);
   return w;
 }
@@ -365,9 +333,9 @@ static void test_golden_models(void) {
 /* ---- convert: misuse and what it leaves ---------------------------------------------------------- */
 
 static cq_module *small_model(void) {
-  cq_module *c[5] = {simple(cq_quant_stub), linear(4, 3), simple(cq_relu), linear(3, 2),
-                     simple(cq_dequant_stub)};
-  cq_module *m = seq(5, c);
+  cq_module *c[5] = {tb_simple(cq_quant_stub), tb_linear(4, 3), tb_simple(cq_relu), tb_linear(3, 2),
+                     tb_simple(cq_dequant_stub)};
+  cq_module *m = tb_seq(5, c);
   cq_module_train(m, 0);
   const char *g[2] = {"1", "2"};
   OK(cq_fuse_modules(m, 2, g));
@@ -444,8 +412,8 @@ static void test_convert_misuse(void) {
   cq_module_free(m);
 
   /* a module PyTorch maps but cquant cannot convert yet: refused, model unchanged */
-  cq_module *c[3] = {simple(cq_quant_stub), bn2d(2), simple(cq_dequant_stub)};
-  m = seq(3, c);
+  cq_module *c[3] = {tb_simple(cq_quant_stub), tb_bn2d(2), tb_simple(cq_dequant_stub)};
+  m = tb_seq(3, c);
   cq_module_train(m, 0);
   cq_qconfig qc;
   OK(cq_get_default_qconfig(CQ_BACKEND_QNNPACK, 0, &qc));
@@ -477,9 +445,9 @@ static void test_convert_mapping(void) {
   OK(cq_relu6(&r6));
   OK(cq_dropout(&drop, 0.25f));
   OK(cq_flatten(&flat, 1, -1));
-  cq_module *c[8] = {simple(cq_quant_stub), linear(4, 4), r6, drop, flat, simple(cq_relu),
-                     linear(4, 4), simple(cq_dequant_stub)};
-  cq_module *m = seq(8, c);
+  cq_module *c[8] = {tb_simple(cq_quant_stub), tb_linear(4, 4), r6, drop, flat, tb_simple(cq_relu),
+                     tb_linear(4, 4), tb_simple(cq_dequant_stub)};
+  cq_module *m = tb_seq(8, c);
   cq_module_train(m, 0);
   cq_qconfig qc, none;
   memset(&none, 0, sizeof none);
@@ -506,7 +474,7 @@ static void test_convert_mapping(void) {
 /* QuantWrapper(module): the wrapper's stubs and the module are observed and converted. */
 static void test_quant_wrapper(void) {
   cq_module *w = NULL;
-  OK(cq_quant_wrapper(&w, linear(4, 3)));
+  OK(cq_quant_wrapper(&w, tb_linear(4, 3)));
   cq_module_train(w, 0);
   cq_qconfig qc;
   OK(cq_get_default_qconfig(CQ_BACKEND_QNNPACK, 0, &qc));
