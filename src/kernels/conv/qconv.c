@@ -211,6 +211,16 @@ fail:
   return st;
 }
 
+cq_isa cq_qconv_preferred_isa(const cq_qconv_packed *p, cq_isa isa) {
+  /* AMX multiplies whole 64-byte K steps, VNNI skips the groups of four bytes that hold no weights
+   * (kvalid): when most of the padded K is padding (few channels per tap: a network's first
+   * layers), the VNNI kernel does less work. Both give the reference's bits. */
+  if (isa == CQ_ISA_AMX && p && !p->depthwise && 2 * p->cg * p->taps < p->k_packed) {
+    return CQ_ISA_AVX512VNNI;
+  }
+  return isa;
+}
+
 cq_status cq_qconv_create(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_qconv_op **out) {
   cq_isa isa;
   cq_status st = cq_isa_active(&isa);
@@ -218,13 +228,7 @@ cq_status cq_qconv_create(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_
     if (out) *out = NULL;
     return st;
   }
-  /* AMX multiplies whole 64-byte K steps, VNNI skips the groups of four bytes that hold no weights
-   * (kvalid): when most of the padded K is padding (few channels per tap: a network's first
-   * layers), the VNNI kernel does less work. Both give the reference's bits. */
-  if (isa == CQ_ISA_AMX && !p->depthwise && 2 * p->cg * p->taps < p->k_packed) {
-    isa = CQ_ISA_AVX512VNNI;
-  }
-  return cq_qconv_create_isa(p, q, isa, out);
+  return cq_qconv_create_isa(p, q, cq_qconv_preferred_isa(p, isa), out);
 }
 
 /* ---- workspace ------------------------------------------------------------------------------ */

@@ -98,6 +98,11 @@ cq_status cq_qconv_pack(const cq_conv_geom *g, const int8_t *w, const float *w_s
 void cq_qconv_packed_destroy(cq_qconv_packed *p);
 const cq_conv_geom *cq_qconv_packed_geom(const cq_qconv_packed *p);
 
+/* The ISA a convolution with these weights should run on when `isa` is the best the CPU has: AMX
+ * gives way to AVX-512 VNNI when most of the 64-padded K is padding. cq_qconv_create applies it;
+ * cq_qconv_create_isa runs exactly the ISA it is given. */
+cq_isa cq_qconv_preferred_isa(const cq_qconv_packed *p, cq_isa isa);
+
 /* Binds packed weights (borrowed: they must outlive the op) to quantization parameters (the
  * qgemm.h record: input and output scale and zero point, fused ReLU, engine rule). The ISA is
  * cq_isa_active()'s. Errors: those of cq_isa_active, CQ_EINVAL (zero points outside [0, 255]),

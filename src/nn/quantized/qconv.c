@@ -140,7 +140,7 @@ static cq_status bound_op(qconv_impl *p, cq_isa isa, float x_scale, int32_t x_zp
   }
   cq_qgemm_quant q = {.x_scale = x_scale, .x_zp = x_zp, .y_scale = p->y_scale, .y_zp = p->y_zp,
                       .relu = p->relu, .rule = p->rule};
-  cq_status st = cq_qconv_create_isa(p->packed, &q, isa, op);
+  cq_status st = cq_qconv_create_isa(p->packed, &q, cq_qconv_preferred_isa(p->packed, isa), op);
   if (st == CQ_OK) {
     if (p->n_ops < QCONV_CACHED_OPS) {
       p->ops[p->n_ops].isa = isa;
