@@ -4,7 +4,7 @@ CMAKE ?= cmake
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: all test demo install deps clean golden bench test-sanitize fuzz fuzz-build test-aarch64 \
-	bench-aarch64
+	bench-aarch64 test-valgrind
 
 all: $(BUILD)/Makefile
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -25,6 +25,18 @@ test-sanitize:
 	$(CMAKE) -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCQ_SANITIZE=ON
 	$(CMAKE) --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
+
+# A representative subset under valgrind's memcheck (the file readers, ONNX in and out, graph mode,
+# a static model end to end, the fuzz regressions): any invalid access, uninitialised use or leak
+# fails it. valgrind does not model AVX-512, so the kernels run their AVX2 forms here (CPUID as
+# valgrind reports it); the AVX-512 and AMX forms are covered by make test and test-sanitize.
+VALGRIND_TESTS ?= test_npy test_idx test_safetensors test_onnx_import test_onnx_export \
+	test_graph_mode test_qstatic test_fuzz_regressions
+VALGRIND ?= valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+
+test-valgrind: all
+	@set -e; for t in $(VALGRIND_TESTS); do echo "== valgrind $$t"; \
+	  (cd $(BUILD) && $(VALGRIND) ./$$t > /dev/null); done; echo "valgrind: $(words $(VALGRIND_TESTS)) tests clean"
 
 # The whole suite cross-built for AArch64 (cmake/aarch64-linux-gnu.cmake: Debian's
 # gcc-aarch64-linux-gnu and arm64 multiarch libraries, `CQ_ARM_DEPS=1 make deps`) and run under
