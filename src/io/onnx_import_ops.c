@@ -758,12 +758,13 @@ static cq_status global_avgpool(oi_importer *im, const Onnx__NodeProto *n) {
   return oi_emit_unary(im, m, NULL, x, 4, dims, NULL);
 }
 
+/* The product of d[from .. to); *sym = 1 when a factor is symbolic or the product does not fit
+ * (a size the file declares but no real tensor can have: it is then left to the run). */
 static int64_t prod_dims(oi_importer *im, const oi_dim *d, int from, int to, int *sym) {
   int64_t p = 1;
   *sym = 0;
   for (int i = from; i < to; i++) {
-    if (d[i].sym) *sym = 1;
-    p *= d[i].v;
+    if (d[i].sym || __builtin_mul_overflow(p, d[i].v, &p)) *sym = 1;
   }
   (void)im;
   return p;

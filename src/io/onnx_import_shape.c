@@ -532,15 +532,18 @@ cq_status oi_conv_reshape(oi_importer *im, const Onnx__NodeProto *node) {
   /* The size of the -1 entry, when every size is known. */
   if (unknown >= 0 && dims[unknown].sym == 0) {
     int64_t in = 1, rest = 1;
-    int known = 1;
+    int known = 1, overflow = 0;
     for (int d = 0; d < x->ndim; d++) {
       if (x->dims[d].sym) known = 0;
-      in *= x->dims[d].v;
+      else overflow |= __builtin_mul_overflow(in, x->dims[d].v, &in);
     }
     for (int d = 0; d < n; d++) {
       if (d == unknown) continue;
       if (dims[d].sym) known = 0;
-      rest *= dims[d].v;
+      else overflow |= __builtin_mul_overflow(rest, dims[d].v, &rest);
+    }
+    if (overflow) {
+      return oi_fail(im, CQ_ESHAPE, "the input or target shape has more than 2^63 elements");
     }
     if (known && rest > 0 && in % rest != 0) {
       return oi_fail(im, CQ_ESHAPE, "cannot reshape %lld elements into the target shape",
