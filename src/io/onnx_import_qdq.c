@@ -327,6 +327,7 @@ static const Onnx__NodeProto *next_op(oi_importer *im, const Onnx__NodeProto *no
   const size_t n = (size_t)im->first_reader[k];
   const Onnx__NodeProto *c = im->graph->node[n];
   if (!c->op_type || strcmp(c->op_type, op) != 0 || im->done[n]) return NULL;
+  if (c->n_output < 1 || !c->output[0][0]) return NULL; /* left to the converter's own checks */
   if (c->domain && c->domain[0] && strcmp(c->domain, "ai.onnx") != 0) return NULL;
   *index = n;
   return c;
@@ -365,7 +366,7 @@ static cq_status tail_qparams(oi_importer *im, const Onnx__NodeProto *q, oi_qdq_
 static cq_status finish_tail(oi_importer *im, const Onnx__NodeProto *q, size_t q_index, int relu,
                              size_t relu_index, int gv, int ndim, const oi_dim *dims,
                              const oi_qdq_params *p) {
-  int k = oi_find(im, q->output[0]);
+  int k = q->n_output >= 1 ? oi_find(im, q->output[0]) : -1;
   if (k < 0) return oi_fail(im, CQ_EFORMAT, "QuantizeLinear has no output");
   oi_value *y = &im->values[k];
   y->kind = OI_ACT;
