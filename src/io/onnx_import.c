@@ -203,6 +203,15 @@ static cq_status prepass(oi_importer *im) {
 
 static cq_status convert_nodes(oi_importer *im) {
   const Onnx__GraphProto *g = im->graph;
+  /* Every op cquant reads has a first output: checked up front, because the folding patterns look
+   * at the nodes after the one being converted. */
+  for (size_t n = 0; n < g->n_node; n++) {
+    const Onnx__NodeProto *node = g->node[n];
+    if (node->n_output < 1 || !node->output[0] || !node->output[0][0]) {
+      im->node = node;
+      return oi_fail(im, CQ_EFORMAT, "the node has no output");
+    }
+  }
   for (size_t n = 0; n < g->n_node; n++) {
     if (im->done[n]) continue;
     const Onnx__NodeProto *node = g->node[n];
