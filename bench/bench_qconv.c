@@ -1,10 +1,14 @@
-/* Benchmark: cquant's quantized convolution (u8 x s8 -> u8, fused requantization) against
- * oneDNN's int8 convolution in the same process, on the same data, weights prepacked for both.
+/* Benchmark: cquant's quantized convolution (u8 x s8 -> u8, fused requantization) against two
+ * anchors in the same process, on the same data, weights prepacked for all: oneDNN's int8
+ * convolution and XNNPACK's quantized NHWC convolution.
  *
  *   bench_qconv [--shape N,C,H,W,OC,KH,KW[,STRIDE,PAD,GROUPS]]... [--threads T]... [--reps R]
  *               [--min-ms MS] [--rule onednn|fbgemm|qnnpack] [--relu] [--x-zp Z]
  *   bench_qconv --seed-model WEIGHTS.safetensors CALIB.npy INPUT.npy OUTPUT.npy [--qparams QP.npy]
  *               [--reps R] [--min-ms MS] [--threads T]
+ *
+ * Run it as build/bench_qconv (operator mode, the defaults below), or through
+ * bench/seed_model_vs_torch.py (seed-model mode, adding PyTorch's figures).
  *
  * Operator mode. Defaults: the issue's shapes 1,2,28,28,64,3,3 / 1,64,26,26,128,3,3 /
  * 1,64,56,56,64,3,3,1,1,64 (depthwise, padding 1); threads 1 and 2; 9 repetitions; engine rule
@@ -14,13 +18,32 @@
  * inside the time), cquant on NHWC input and output, and oneDNN on NHWC input and output (the
  * layout PyTorch hands it), with a pause between them; the reported time per call is the median
  * over repetitions, the minimum is printed too (the figure least disturbed by other jobs on a
- * shared machine). Output: one JSON object with both libraries' figures, GOP/s (2 * multiply-adds
+ * shared machine). Output: one JSON object with every library's figures, GOP/s (2 * multiply-adds
  * per call) and the ratios onednn_ms / cquant_ms (> 1: cquant is faster; "ratio" uses cquant's
  * NCHW time, "ratio_nhwc" its NHWC time). With one thread the per-call CPU time of the calling
  * thread is reported too (medians; "ratio_cpu", "ratio_nhwc_cpu"): on a machine shared with other
  * jobs it leaves out the time the thread was preempted, which dominates the spread of wall-clock
  * medians there. Outputs of the two libraries are compared; oneDNN adds
  * the bias in its accumulator domain, so a few ties round differently (counted).
+ *
+ * XNNPACK in operator mode, timed after oneDNN in each repetition, both on NHWC input and output:
+ * - "xnnpack_*": xnn_create_convolution2d_nhwc_qc8, the XNNPACK operator with per-channel weight
+ *   scales, i.e. the benchmark's quantization. Its activations are int8, so it runs on the NHWC
+ *   data of cquant's NHWC figure with the sign bit flipped (uint8 v, zero point z is int8 v - 128,
+ *   zero point z - 128: the same values; flipped once, outside the time), and its output is
+ *   flipped back and compared with cquant's ("xnnpack_outputs_differing" /
+ *   "xnnpack_max_output_difference": XNNPACK quantizes the bias to int32 and requantizes in float
+ *   with its own rounding, so differences of 1 are expected; reported, not an error). Ratios:
+ *   "ratio_xnnpack" = xnnpack_ms / cquant_ms (NCHW), "ratio_xnnpack_nhwc" = xnnpack_ms /
+ *   cquant_nhwc_ms (the same layout on both sides), "ratio_xnnpack_cpu" / "ratio_xnnpack_nhwc_cpu"
+ *   for one thread; > 1: cquant is faster.
+ * - "xnnpack_qu8_*": xnn_create_convolution2d_nhwc_qu8 on the very same uint8 NHWC buffer (weights
+ *   + 128 with kernel zero point 128, the same integers). It has one weight scale for all channels,
+ *   so it gets the mean of the per-channel scales: the same work with other output numbers, timed
+ *   only ("ratio_xnnpack_qu8_nhwc" = xnnpack_qu8_ms / cquant_nhwc_ms).
+ * Groups and depthwise go through the same calls (C/groups input channels per group). Where
+ * XNNPACK cannot run a case, the result says "xnnpack": "unsupported: <why>" (or "xnnpack_qu8")
+ * instead of figures. Its thread pool is a pthreadpool of T threads (none for one thread).
  *
  * Seed-model mode: the seed's static model, Sequential(QuantStub, ConvReLU2d(2, 64, 3),
  * ConvReLU2d(64, 128, 3), DeQuantStub), built from the float weights with cquant's eager-mode
@@ -32,11 +55,16 @@
  * (median ms per forward);
  * the output goes to OUTPUT.npy for the caller to compare with PyTorch's. The same float weights
  * also run through oneDNN's fp32 convolutions (two conv + ReLU primitives, input and output NCHW,
- * the layout between them and of the weights oneDNN's choice) for the float anchor.
+ * the layout between them and of the weights oneDNN's choice) for the float anchor
+ * ("onednn_f32_ms", "f32_over_cquant" = onednn_f32_ms / cquant_ms), and through XNNPACK's fp32
+ * NHWC convolutions ("xnnpack_f32_ms", "xnnpack_f32_over_cquant"; the NCHW <-> NHWC conversions of
+ * input and output are inside its time; "xnnpack_f32_max_abs_diff_vs_onednn_f32" checks that the
+ * two float anchors compute the same model).
  * bench/seed_model_vs_torch.py drives this mode and adds PyTorch's figures.
  *
- * oneDNN is optional at build time (CQ_HAVE_DNNL, Debian's libdnnl-dev); without it only cquant's
- * figures are printed. oneDNN uses OpenMP here: its thread count is set through
+ * Both anchors are optional at build time: oneDNN (CQ_HAVE_DNNL, Debian's libdnnl-dev) and XNNPACK
+ * (CQ_HAVE_XNNPACK, Debian's libxnnpack-dev and libpthreadpool-dev); a missing one is left out of
+ * the output. oneDNN uses OpenMP here: its thread count is set through
  * omp_set_num_threads, looked up at run time. Not a test: `make test` never runs it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -54,6 +82,14 @@
 
 #ifdef CQ_HAVE_DNNL
 #include <dnnl.h>
+#endif
+#include "xnnpack_anchor.h"
+
+/* XNNPACK may read this many bytes past the end of its input */
+#ifdef CQ_HAVE_XNNPACK
+#define INPUT_SLACK XNN_EXTRA_BYTES
+#else
+#define INPUT_SLACK 0
 #endif
 
 #define MAX_SHAPES 32
@@ -278,6 +314,147 @@ static void dnnl_conv_teardown(dnnl_conv *d) {
 }
 #endif
 
+/* ---- XNNPACK -------------------------------------------------------------------------------- */
+
+#ifdef CQ_HAVE_XNNPACK
+/* XNNPACK's convolution weights are [O, kh, kw, C/groups] (groups major in O, as PyTorch's);
+ * PyTorch's are [O, C/groups, kh, kw]: the same output channels, each window transposed. elem is
+ * the element size in bytes (1 for int8 and uint8, 4 for float). */
+static void xnn_weights_ohwi(const void *w_oihw, int64_t oc, int64_t cg, int64_t kh, int64_t kw,
+                             size_t elem, void *out) {
+  const uint8_t *src = w_oihw;
+  uint8_t *dst = out;
+  for (int64_t o = 0; o < oc; o++) {
+    for (int64_t c = 0; c < cg; c++) {
+      for (int64_t q = 0; q < kh * kw; q++) {
+        memcpy(dst + (size_t)((o * kh * kw + q) * cg + c) * elem,
+               src + (size_t)((o * cg + c) * kh * kw + q) * elem, elem);
+      }
+    }
+  }
+}
+
+/* The operator-mode anchors of one shape, both NHWC:
+ * - qc8: xnn_create_convolution2d_nhwc_qc8, int8 activations and per-channel int8 weights. This is
+ *   the one with the benchmark's quantization (per-channel weight scales, as cquant's and oneDNN's
+ *   figures): its figures are "xnnpack_*" and its outputs are compared with cquant's. It runs on
+ *   cquant's NHWC input with the sign bit flipped (uint8 v with zero point z is int8 v - 128 with
+ *   zero point z - 128: the same values), flipped once before timing; its int8 output is flipped
+ *   back for the comparison.
+ * - qu8: xnn_create_convolution2d_nhwc_qu8, on cquant's NHWC uint8 input itself, with the int8
+ *   weights + 128 and kernel zero point 128 (the same integers). It takes one weight scale for
+ *   all channels, so it gets the mean of the per-channel scales: the same work, other numbers.
+ *   Timed only ("xnnpack_qu8_*"); its outputs are not compared.
+ * Both get the bias as int32 in the accumulator's units, round(b / (x_scale * w_scale)), as
+ * PyTorch's qnnpack engine quantizes it. Groups, depthwise included, go through the same call
+ * (C/groups input and O/groups output channels per group). */
+typedef struct xnn_conv {
+  xnn_operator_t qc8, qu8;
+  char qc8_reason[XNN_ANCHOR_REASON_BYTES], qu8_reason[XNN_ANCHOR_REASON_BYTES];
+  int8_t *x_s8, *y_s8;
+  uint8_t *y_qu8;
+} xnn_conv;
+
+static void xnn_conv_create(xnn_conv *xc, const cq_conv_geom *g, const uint8_t *x_nhwc, size_t xn,
+                            size_t yn, const int8_t *w, const float *w_scale, const float *bias,
+                            float x_scale, int32_t x_zp, float y_scale, int32_t y_zp, int relu) {
+  memset(xc, 0, sizeof *xc);
+  if (xnn_anchor_init(xc->qc8_reason) != 0) {
+    memcpy(xc->qu8_reason, xc->qc8_reason, sizeof xc->qu8_reason);
+    return;
+  }
+  const int64_t O = g->out_channels, G = g->groups, cg = g->in_channels / G;
+  const int64_t kh = g->kernel[0], kw = g->kernel[1], wn = O * cg * kh * kw;
+  int8_t *w_s8 = malloc((size_t)wn);
+  uint8_t *w_u8 = malloc((size_t)wn);
+  int32_t *b_qc8 = malloc(sizeof(int32_t) * (size_t)O), *b_qu8 = malloc(sizeof(int32_t) * (size_t)O);
+  xc->x_s8 = malloc(xn + INPUT_SLACK);
+  xc->y_s8 = malloc(yn);
+  xc->y_qu8 = malloc(yn);
+  if (!w_s8 || !w_u8 || !b_qc8 || !b_qu8 || !xc->x_s8 || !xc->y_s8 || !xc->y_qu8) {
+    snprintf(xc->qc8_reason, sizeof xc->qc8_reason, "out of memory");
+    snprintf(xc->qu8_reason, sizeof xc->qu8_reason, "out of memory");
+    goto done;
+  }
+  xnn_weights_ohwi(w, O, cg, kh, kw, 1, w_s8);
+  xnn_anchor_flip_sign(w_s8, w_u8, (size_t)wn); /* w + 128 */
+  xnn_anchor_flip_sign(x_nhwc, xc->x_s8, xn);    /* x - 128 */
+  double mean_scale = 0.0, min_scale = w_scale[0], max_scale = w_scale[0];
+  for (int64_t o = 0; o < O; o++) {
+    mean_scale += w_scale[o] / (double)O;
+    min_scale = w_scale[o] < min_scale ? w_scale[o] : min_scale;
+    max_scale = w_scale[o] > max_scale ? w_scale[o] : max_scale;
+  }
+  const float qu8_scale = (float)mean_scale;
+  for (int64_t o = 0; o < O; o++) {
+    b_qc8[o] = (int32_t)lrint((double)bias[o] / ((double)x_scale * (double)w_scale[o]));
+    b_qu8[o] = (int32_t)lrint((double)bias[o] / ((double)x_scale * (double)qu8_scale));
+  }
+  const uint32_t pad_h = (uint32_t)g->padding[0], pad_w = (uint32_t)g->padding[1];
+  enum xnn_status s = xnn_create_convolution2d_nhwc_qc8(
+      pad_h, pad_w, pad_h, pad_w, (uint32_t)kh, (uint32_t)kw, (uint32_t)g->stride[0],
+      (uint32_t)g->stride[1], (uint32_t)g->dilation[0], (uint32_t)g->dilation[1], (uint32_t)G,
+      (size_t)cg, (size_t)(O / G), (size_t)g->in_channels, (size_t)O, (int8_t)(x_zp - 128), x_scale,
+      w_scale, w_s8, b_qc8, (int8_t)(y_zp - 128), y_scale, (int8_t)(relu ? y_zp - 128 : -128), 127,
+      0, &xc->qc8);
+  if (s != xnn_status_success) {
+    /* the per-channel requantization scale nearest the edge of XNNPACK's range */
+    const double r_hi = (double)x_scale * max_scale / (double)y_scale;
+    const double r_lo = (double)x_scale * min_scale / (double)y_scale;
+    xnn_anchor_create_failed(xc->qc8_reason, "xnn_create_convolution2d_nhwc_qc8", s,
+                             r_hi >= 256.0 ? r_hi : r_lo);
+    xc->qc8 = NULL;
+  }
+  s = xnn_create_convolution2d_nhwc_qu8(
+      pad_h, pad_w, pad_h, pad_w, (uint32_t)kh, (uint32_t)kw, (uint32_t)g->stride[0],
+      (uint32_t)g->stride[1], (uint32_t)g->dilation[0], (uint32_t)g->dilation[1], (uint32_t)G,
+      (size_t)cg, (size_t)(O / G), (size_t)g->in_channels, (size_t)O, (uint8_t)x_zp, x_scale, 128,
+      qu8_scale, w_u8, b_qu8, (uint8_t)y_zp, y_scale, (uint8_t)(relu ? y_zp : 0), 255, 0, &xc->qu8);
+  if (s != xnn_status_success) {
+    xnn_anchor_create_failed(xc->qu8_reason, "xnn_create_convolution2d_nhwc_qu8", s,
+                             (double)x_scale * (double)qu8_scale / (double)y_scale);
+    xc->qu8 = NULL;
+  }
+done:
+  free(w_s8); /* both operators packed their own copies */
+  free(w_u8);
+  free(b_qc8);
+  free(b_qu8);
+}
+
+/* Binds batch, input size and buffers for the pool's thread count (setup plans the tiling for
+ * it). An operator that cannot be set up is dropped with its reason. */
+static void xnn_conv_setup(xnn_conv *xc, const uint8_t *x_nhwc, int64_t n, int64_t h, int64_t w,
+                           pthreadpool_t pool) {
+  if (xc->qc8) {
+    const enum xnn_status s = xnn_setup_convolution2d_nhwc_qc8(xc->qc8, (size_t)n, (size_t)h,
+                                                               (size_t)w, xc->x_s8, xc->y_s8, pool);
+    if (s != xnn_status_success) {
+      xnn_anchor_create_failed(xc->qc8_reason, "xnn_setup_convolution2d_nhwc_qc8", s, 1.0);
+      xnn_delete_operator(xc->qc8);
+      xc->qc8 = NULL;
+    }
+  }
+  if (xc->qu8) {
+    const enum xnn_status s = xnn_setup_convolution2d_nhwc_qu8(xc->qu8, (size_t)n, (size_t)h,
+                                                               (size_t)w, x_nhwc, xc->y_qu8, pool);
+    if (s != xnn_status_success) {
+      xnn_anchor_create_failed(xc->qu8_reason, "xnn_setup_convolution2d_nhwc_qu8", s, 1.0);
+      xnn_delete_operator(xc->qu8);
+      xc->qu8 = NULL;
+    }
+  }
+}
+
+static void xnn_conv_destroy(xnn_conv *xc) {
+  if (xc->qc8) xnn_delete_operator(xc->qc8);
+  if (xc->qu8) xnn_delete_operator(xc->qu8);
+  free(xc->x_s8);
+  free(xc->y_s8);
+  free(xc->y_qu8);
+}
+#endif
+
 /* ---- operator mode --------------------------------------------------------------------------- */
 
 typedef struct shape {
@@ -321,7 +498,7 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
   }
   const int64_t cg = sh->c / sh->groups, kdim = cg * sh->kh * sh->kw;
   const size_t xn = (size_t)(sh->n * sh->c * sh->h * sh->w), yn = (size_t)(sh->n * sh->oc * ho * wo);
-  uint8_t *x = malloc(xn), *x_nhwc = malloc(xn), *y = malloc(yn), *y_nhwc = malloc(yn);
+  uint8_t *x = malloc(xn), *x_nhwc = malloc(xn + INPUT_SLACK), *y = malloc(yn), *y_nhwc = malloc(yn);
   uint8_t *y_dnnl = malloc(yn);
   int8_t *w = malloc((size_t)(sh->oc * kdim));
   float *w_scale = malloc(sizeof(float) * (size_t)sh->oc), *bias = malloc(sizeof(float) * (size_t)sh->oc);
@@ -351,6 +528,11 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
     return 1;
   }
   int status = 0;
+#ifdef CQ_HAVE_XNNPACK
+  xnn_conv xc;
+  xnn_conv_create(&xc, &g, x_nhwc, xn, yn, w, w_scale, bias, x_scale, opt->x_zp, y_scale, y_zp,
+                  opt->relu);
+#endif
 #ifdef CQ_HAVE_DNNL
   /* oneDNN adds the bias before the output scale: give it b / (sx * sw) */
   float *dn_bias = malloc(sizeof(float) * (size_t)sh->oc);
@@ -399,6 +581,33 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
     dnnl_conv_call(&d);
     const long dn_calls = calibrate(dnnl_conv_call, &d, opt->min_ms);
 #endif
+#ifdef CQ_HAVE_XNNPACK
+    pthreadpool_t pool = NULL;
+    const int pool_ok = xnn_anchor_pool_create(t, &pool) == 0;
+    if (pool_ok) {
+      xnn_conv_setup(&xc, x_nhwc, sh->n, sh->h, sh->w, pool);
+    } else {
+      if (xc.qc8) snprintf(xc.qc8_reason, sizeof xc.qc8_reason, "pthreadpool_create(%d) failed", t);
+      if (xc.qu8) snprintf(xc.qu8_reason, sizeof xc.qu8_reason, "pthreadpool_create(%d) failed", t);
+    }
+    xnn_anchor_run xr = {pool_ok ? xc.qc8 : NULL, pool, 0};
+    xnn_anchor_run xr8 = {pool_ok ? xc.qu8 : NULL, pool, 0};
+    double *xn_ms = calloc((size_t)opt->reps, sizeof(double));
+    double *xn_cpu = calloc((size_t)opt->reps, sizeof(double));
+    double *xq_ms = calloc((size_t)opt->reps, sizeof(double));
+    double *xq_cpu = calloc((size_t)opt->reps, sizeof(double));
+    long xn_calls = 0, xq_calls = 0;
+    if (xr.op) {
+      xnn_anchor_call(&xr);
+      xn_calls = calibrate(xnn_anchor_call, &xr, opt->min_ms);
+      xnn_anchor_pool_park(pool);
+    }
+    if (xr8.op) {
+      xnn_anchor_call(&xr8);
+      xq_calls = calibrate(xnn_anchor_call, &xr8, opt->min_ms);
+      xnn_anchor_pool_park(pool);
+    }
+#endif
     for (int r = 0; r < opt->reps; r++) {
       pause_ms(30);
       cq_ms[r] = time_batch_cpu(cq_call, &b, cq_calls, &cq_cpu[r]);
@@ -407,6 +616,18 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
 #ifdef CQ_HAVE_DNNL
       pause_ms(30);
       dn_ms[r] = time_batch_cpu(dnnl_conv_call, &d, dn_calls, &dn_cpu[r]);
+#endif
+#ifdef CQ_HAVE_XNNPACK
+      if (xr.op) {
+        pause_ms(30);
+        xn_ms[r] = time_batch_cpu(xnn_anchor_call, &xr, xn_calls, &xn_cpu[r]);
+        xnn_anchor_pool_park(pool);
+      }
+      if (xr8.op) {
+        pause_ms(30);
+        xq_ms[r] = time_batch_cpu(xnn_anchor_call, &xr8, xq_calls, &xq_cpu[r]);
+        xnn_anchor_pool_park(pool);
+      }
 #endif
     }
     const double ops = 2.0 * (double)(sh->n * sh->oc * ho * wo) * (double)kdim;
@@ -459,6 +680,52 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
     free(dn_ms);
     dnnl_conv_teardown(&d);
 #endif
+#ifdef CQ_HAVE_XNNPACK
+    if (xr.op) {
+      const double xn_min = minimum(xn_ms, opt->reps), xn_med = median(xn_ms, opt->reps);
+      /* the int8 output back to uint8, then against cquant's NHWC output */
+      uint8_t *y_back = malloc(yn);
+      long xdiff = 0;
+      int xmax = 0;
+      if (y_back) {
+        xnn_anchor_flip_sign(xc.y_s8, y_back, yn);
+        xnn_anchor_compare(y_nhwc, y_back, yn, &xdiff, &xmax);
+        free(y_back);
+      }
+      printf(", \"xnnpack_ms\": %.5f, \"xnnpack_gops\": %.1f, \"xnnpack_ms_min\": %.5f, "
+             "\"ratio_xnnpack\": %.3f, \"ratio_xnnpack_nhwc\": %.3f, \"ratio_xnnpack_of_minima\": %.3f, "
+             "\"xnnpack_outputs_differing\": %ld, \"xnnpack_max_output_difference\": %d",
+             xn_med, ops / xn_med * 1e-6, xn_min, xn_med / cq_med, xn_med / cqn_med,
+             xn_min / cq_min, xdiff, xmax);
+      if (t == 1) { /* no pool: XNNPACK runs on this thread */
+        const double xn_cpu_med = median(xn_cpu, opt->reps);
+        printf(", \"xnnpack_cpu_ms\": %.5f, \"ratio_xnnpack_cpu\": %.3f, "
+               "\"ratio_xnnpack_nhwc_cpu\": %.3f",
+               xn_cpu_med, xn_cpu_med / cq_cpu_med, xn_cpu_med / cqn_cpu_med);
+      }
+      if (xr.failed) status = 1;
+    } else {
+      printf(", \"xnnpack\": \"unsupported: ");
+      xnn_anchor_print_escaped(xc.qc8_reason);
+      printf("\"");
+    }
+    if (xr8.op) {
+      const double xq_min = minimum(xq_ms, opt->reps), xq_med = median(xq_ms, opt->reps);
+      printf(", \"xnnpack_qu8_ms\": %.5f, \"xnnpack_qu8_ms_min\": %.5f, \"ratio_xnnpack_qu8_nhwc\": %.3f",
+             xq_med, xq_min, xq_med / cqn_med);
+      if (t == 1) printf(", \"xnnpack_qu8_cpu_ms\": %.5f", median(xq_cpu, opt->reps));
+      if (xr8.failed) status = 1;
+    } else {
+      printf(", \"xnnpack_qu8\": \"unsupported: ");
+      xnn_anchor_print_escaped(xc.qu8_reason);
+      printf("\"");
+    }
+    free(xn_ms);
+    free(xn_cpu);
+    free(xq_ms);
+    free(xq_cpu);
+    xnn_anchor_pool_destroy(pool);
+#endif
     printf("}");
     *first = 0;
     fflush(stdout);
@@ -476,6 +743,9 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
   dnnl_stream_destroy(stream);
   dnnl_engine_destroy(engine);
   free(dn_bias);
+#endif
+#ifdef CQ_HAVE_XNNPACK
+  xnn_conv_destroy(&xc);
 #endif
   cq_qconv_destroy(op);
   cq_qconv_packed_destroy(packed);
@@ -595,6 +865,113 @@ static void f32_model_teardown(f32_model *f) {
   if (f->out) dnnl_memory_destroy(f->out);
   dnnl_conv_teardown(&f->c1);
   dnnl_conv_teardown(&f->c2);
+}
+#endif
+
+#ifdef CQ_HAVE_XNNPACK
+/* The float model on XNNPACK, the second float anchor: two xnn_create_convolution2d_nhwc_f32
+ * operators with the ReLU as their output clamp [0, inf). XNNPACK's convolutions are NHWC only
+ * (this version has no transpose operator), and the model's input and output are NCHW as for
+ * cquant and oneDNN, so each call converts the input to NHWC and the output back to NCHW with
+ * plain loops: that time is inside the figure, as oneDNN's final reorder is inside its. */
+typedef struct xnn_f32_model {
+  xnn_operator_t c1, c2;
+  pthreadpool_t pool;
+  const float *x;    /* [N, 2, H, W], the caller's */
+  float *y;          /* [N, 128, H - 4, W - 4] */
+  float *x_nhwc, *mid, *y_nhwc;
+  int64_t n, h, w;
+  int failed;
+} xnn_f32_model;
+
+/* [N, C, P] <-> [N, P, C] for float planes of P = H * W values. */
+static void transpose_planes(const float *src, float *dst, int64_t n, int64_t rows, int64_t cols) {
+  for (int64_t b = 0; b < n; b++) {
+    const float *s = src + b * rows * cols;
+    float *d = dst + b * rows * cols;
+    for (int64_t r = 0; r < rows; r++) {
+      for (int64_t c = 0; c < cols; c++) d[c * rows + r] = s[r * cols + c];
+    }
+  }
+}
+
+static void xnn_f32_model_call(void *p) {
+  xnn_f32_model *f = p;
+  transpose_planes(f->x, f->x_nhwc, f->n, 2, f->h * f->w);
+  if (xnn_run_operator(f->c1, f->pool) != xnn_status_success ||
+      xnn_run_operator(f->c2, f->pool) != xnn_status_success) {
+    f->failed = 1;
+  }
+  transpose_planes(f->y_nhwc, f->y, f->n, (f->h - 4) * (f->w - 4), 128);
+}
+
+static void xnn_f32_model_teardown(xnn_f32_model *f) {
+  if (f->c1) xnn_delete_operator(f->c1);
+  if (f->c2) xnn_delete_operator(f->c2);
+  xnn_anchor_pool_destroy(f->pool);
+  free(f->x_nhwc);
+  free(f->mid);
+  free(f->y_nhwc);
+  free(f->y);
+  memset(f, 0, sizeof *f);
+}
+
+/* Creates and sets up both operators (weights packed) for x [N, 2, H, W]. fw holds conv1's and
+ * conv2's float weight [O, C, 3, 3] and bias. Returns 0, or -1 with reason[] set (everything
+ * released). */
+static int xnn_f32_model_setup(xnn_f32_model *f, float *const *fw, const float *x, int64_t n,
+                               int64_t h, int64_t w, int threads,
+                               char reason[XNN_ANCHOR_REASON_BYTES]) {
+  memset(f, 0, sizeof *f);
+  f->x = x, f->n = n, f->h = h, f->w = w;
+  if (xnn_anchor_init(reason) != 0) return -1;
+  const size_t x_bytes = sizeof(float) * (size_t)(n * 2 * h * w);
+  const size_t mid_bytes = sizeof(float) * (size_t)(n * 64 * (h - 2) * (w - 2));
+  const size_t y_bytes = sizeof(float) * (size_t)(n * 128 * (h - 4) * (w - 4));
+  f->x_nhwc = malloc(x_bytes + XNN_EXTRA_BYTES);
+  f->mid = malloc(mid_bytes + XNN_EXTRA_BYTES); /* conv2's input */
+  f->y_nhwc = malloc(y_bytes);
+  f->y = malloc(y_bytes);
+  float *w1 = malloc(sizeof(float) * 64 * 2 * 9), *w2 = malloc(sizeof(float) * 128 * 64 * 9);
+  int rc = -1;
+  if (!f->x_nhwc || !f->mid || !f->y_nhwc || !f->y || !w1 || !w2) {
+    snprintf(reason, XNN_ANCHOR_REASON_BYTES, "out of memory");
+    goto done;
+  }
+  if (xnn_anchor_pool_create(threads, &f->pool) != 0) {
+    snprintf(reason, XNN_ANCHOR_REASON_BYTES, "pthreadpool_create(%d) failed", threads);
+    goto done;
+  }
+  xnn_weights_ohwi(fw[0], 64, 2, 3, 3, sizeof(float), w1);
+  xnn_weights_ohwi(fw[2], 128, 64, 3, 3, sizeof(float), w2);
+  enum xnn_status s = xnn_create_convolution2d_nhwc_f32(0, 0, 0, 0, 3, 3, 1, 1, 1, 1, 1, 2, 64, 2,
+                                                        64, w1, fw[1], 0.0f, INFINITY, 0, &f->c1);
+  if (s != xnn_status_success) {
+    xnn_anchor_create_failed(reason, "xnn_create_convolution2d_nhwc_f32", s, 1.0);
+    goto done;
+  }
+  s = xnn_create_convolution2d_nhwc_f32(0, 0, 0, 0, 3, 3, 1, 1, 1, 1, 1, 64, 128, 64, 128, w2,
+                                        fw[3], 0.0f, INFINITY, 0, &f->c2);
+  if (s != xnn_status_success) {
+    xnn_anchor_create_failed(reason, "xnn_create_convolution2d_nhwc_f32", s, 1.0);
+    goto done;
+  }
+  s = xnn_setup_convolution2d_nhwc_f32(f->c1, (size_t)n, (size_t)h, (size_t)w, f->x_nhwc, f->mid,
+                                       f->pool);
+  if (s == xnn_status_success) {
+    s = xnn_setup_convolution2d_nhwc_f32(f->c2, (size_t)n, (size_t)(h - 2), (size_t)(w - 2), f->mid,
+                                         f->y_nhwc, f->pool);
+  }
+  if (s != xnn_status_success) {
+    xnn_anchor_create_failed(reason, "xnn_setup_convolution2d_nhwc_f32", s, 1.0);
+    goto done;
+  }
+  rc = 0;
+done:
+  free(w1);
+  free(w2);
+  if (rc != 0) xnn_f32_model_teardown(f);
+  return rc;
 }
 #endif
 
@@ -748,6 +1125,19 @@ static int seed_model(const char *weights, const char *calib_path, const char *i
   const long f_calls = calibrate(f32_model_call, &fm, opt->min_ms);
   double *f_ms = calloc((size_t)opt->reps, sizeof(double));
 #endif
+#ifdef CQ_HAVE_XNNPACK
+  char xf_reason[XNN_ANCHOR_REASON_BYTES] = "";
+  xnn_f32_model xf;
+  const int xf_ok = xnn_f32_model_setup(&xf, fw, x->data, x->shape[0], x->shape[2], x->shape[3],
+                                        threads, xf_reason) == 0;
+  double *xf_ms = calloc((size_t)opt->reps, sizeof(double));
+  long xf_calls = 0;
+  if (xf_ok) {
+    xnn_f32_model_call(&xf);
+    xf_calls = calibrate(xnn_f32_model_call, &xf, opt->min_ms);
+    xnn_anchor_pool_park(xf.pool);
+  }
+#endif
   for (int r = 0; r < opt->reps; r++) {
     pause_ms(30);
     ms[r] = time_batch(model_call, &mb, calls);
@@ -755,7 +1145,25 @@ static int seed_model(const char *weights, const char *calib_path, const char *i
     pause_ms(30);
     f_ms[r] = time_batch(f32_model_call, &fm, f_calls);
 #endif
+#ifdef CQ_HAVE_XNNPACK
+    if (xf_ok) {
+      pause_ms(30);
+      xf_ms[r] = time_batch(xnn_f32_model_call, &xf, xf_calls);
+      xnn_anchor_pool_park(xf.pool);
+    }
+#endif
   }
+#if defined(CQ_HAVE_XNNPACK) && defined(CQ_HAVE_DNNL)
+  /* the two float anchors run the same float model: their outputs should agree to float rounding */
+  double xf_vs_dnnl = 0.0;
+  if (xf_ok) {
+    const size_t yn = (size_t)(x->shape[0] * 128 * (x->shape[2] - 4) * (x->shape[3] - 4));
+    for (size_t i = 0; i < yn; i++) {
+      const double dd = fabs((double)xf.y[i] - (double)fy[i]);
+      xf_vs_dnnl = dd > xf_vs_dnnl ? dd : xf_vs_dnnl;
+    }
+  }
+#endif
   const double med = median(ms, opt->reps), mn = minimum(ms, opt->reps);
   printf("{\"model\": \"seed static (QuantStub, ConvReLU2d(2, 64, 3), ConvReLU2d(64, 128, 3), "
          "DeQuantStub), onednn engine\", \"threads\": %d, \"reps\": %d, \"cquant_ms\": %.5f, "
@@ -772,6 +1180,23 @@ static int seed_model(const char *weights, const char *calib_path, const char *i
   }
   free(repr);
   printf("\"");
+#ifdef CQ_HAVE_XNNPACK
+  if (xf_ok) {
+    const double xmed = median(xf_ms, opt->reps), xmn = minimum(xf_ms, opt->reps);
+    printf(", \"xnnpack_f32_ms\": %.5f, \"xnnpack_f32_ms_min\": %.5f, \"xnnpack_f32_over_cquant\": %.3f",
+           xmed, xmn, xmed / med);
+#ifdef CQ_HAVE_DNNL
+    printf(", \"xnnpack_f32_max_abs_diff_vs_onednn_f32\": %.3g", xf_vs_dnnl);
+#endif
+    if (xf.failed) mb.failed = 1;
+    xnn_f32_model_teardown(&xf);
+  } else {
+    printf(", \"xnnpack_f32\": \"unsupported: ");
+    xnn_anchor_print_escaped(xf_reason);
+    printf("\"");
+  }
+  free(xf_ms);
+#endif
 #ifdef CQ_HAVE_DNNL
   const double fmed = median(f_ms, opt->reps), fmn = minimum(f_ms, opt->reps);
   /* oneDNN's fp32 output against the float model's: the caller gets the max difference */
@@ -879,7 +1304,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_qconv: %s\n", cq_last_error());
     return 1;
   }
-  printf("{\n  \"benchmark\": \"quantized conv2d u8s8->u8, cquant vs oneDNN int8 convolution\",\n");
+  printf("{\n  \"benchmark\": \"quantized conv2d u8s8->u8, cquant vs oneDNN int8 convolution vs "
+         "XNNPACK convolution2d_nhwc_qc8 (and _qu8)\",\n");
   printf("  \"cquant_isa\": \"%s\",\n  \"rule\": \"%s\",\n  \"relu\": %s,\n  \"x_zp\": %d,\n"
          "  \"reps\": %d,\n  \"min_batch_ms\": %g,\n",
          cq_isa_name(isa), cq_requant_rule_name(opt.rule), opt.relu ? "true" : "false",
@@ -888,6 +1314,13 @@ int main(int argc, char **argv) {
   printf("  \"onednn\": true,\n");
 #else
   printf("  \"onednn\": false,\n");
+#endif
+#ifdef CQ_HAVE_XNNPACK
+  printf("  \"xnnpack\": true,\n  \"xnnpack_operator\": \"convolution2d_nhwc_qc8 (per-channel weight "
+         "scales; the NHWC input with its sign bit flipped); convolution2d_nhwc_qu8 (the NHWC input; "
+         "one weight scale: timed only)\",\n");
+#else
+  printf("  \"xnnpack\": false,\n");
 #endif
   printf("  \"results\": [");
   int first = 1, status = 0;

@@ -1,20 +1,35 @@
-/* Benchmark: cquant's quantized linear (u8 x s8 -> u8, fused requantization) against oneDNN's
- * u8s8->u8 matmul in the same process, on the same data, weights prepacked for both.
+/* Benchmark: cquant's quantized linear (u8 x s8 -> u8, fused requantization) against two anchors
+ * in the same process, on the same data, weights prepacked for all three: oneDNN's u8s8->u8 matmul
+ * and XNNPACK's quantized fully connected operator.
  *
  *   bench_qgemm [--shape M,K,N]... [--threads T]... [--reps R] [--min-ms MS] [--rule NAME]
  *               [--dynamic]
  *
- * Defaults: shapes 1,1024,1024 16,1024,1024 256,1024,1024 1024,1024,1024; threads 1 and 2;
- * 9 repetitions. Each repetition times a batch of calls lasting at least --min-ms (default 20 ms)
- * for cquant and then for oneDNN (alternating, with a short pause between libraries so neither's
- * idle workers spin on the other's time); the reported time per call is the median over
- * repetitions (the minimum is printed too: on a machine shared with other jobs it is the figure
- * least disturbed by them). Output: one JSON object on stdout with both figures, GOP/s (2*M*K*N per
- * call) and the ratio oneDNN time / cquant time (> 1: cquant is faster). --dynamic times cquant's dynamic
- * linear (float in/out) instead; oneDNN's anchor stays the static u8 matmul.
+ * Run it as build/bench_qgemm (or `cmake --build BUILD --target bench`, which runs the defaults
+ * through bench/run_qgemm.sh). Defaults: shapes 1,1024,1024 16,1024,1024 256,1024,1024
+ * 1024,1024,1024; threads 1 and 2; 9 repetitions. Each repetition times a batch of calls lasting
+ * at least --min-ms (default 20 ms) for cquant, then oneDNN, then XNNPACK (alternating, with a
+ * short pause between libraries so no library's idle workers spin on another's time); the
+ * reported time per call is the median over repetitions (the minimum is printed too: on a machine
+ * shared with other jobs it is the figure least disturbed by them). Output: one JSON object on
+ * stdout with every library's figures, GOP/s (2*M*K*N per call) and the ratios anchor time /
+ * cquant time: "ratio" for oneDNN, "ratio_xnnpack" for XNNPACK (> 1: cquant is faster; < 1: the
+ * anchor is). --dynamic times cquant's dynamic linear (float in/out) instead; the anchors stay
+ * the static u8 operators.
  *
- * oneDNN is optional at build time (CQ_HAVE_DNNL, Debian's libdnnl-dev); without it only cquant's
- * figures are printed. oneDNN uses OpenMP here: its thread count is set through
+ * XNNPACK's operator is xnn_create_fully_connected_nc_qu8: uint8 activations with their zero
+ * point, as cquant's, so it runs on the very same input buffer; its weights are uint8 with one
+ * zero point, so it gets cquant's int8 weights plus 128 with kernel zero point 128 -- the same
+ * integers (w + 128) - 128 = w, hence the same int32 products (the alternative, the qs8 operator,
+ * would need the activations shifted instead, i.e. a different input buffer). It requantizes in
+ * float with its own rounding, so a few outputs differ by 1 from cquant's: counted in
+ * "xnnpack_outputs_differing" / "xnnpack_max_output_difference", not an error. Where XNNPACK
+ * cannot run a shape, that result says "xnnpack": "unsupported: <why>" instead of figures.
+ * XNNPACK's thread pool is a pthreadpool of T threads (none for one thread).
+ *
+ * Both anchors are optional at build time: oneDNN (CQ_HAVE_DNNL, Debian's libdnnl-dev) and
+ * XNNPACK (CQ_HAVE_XNNPACK, Debian's libxnnpack-dev and libpthreadpool-dev); a missing one is
+ * left out of the output. oneDNN uses OpenMP here: its thread count is set through
  * omp_set_num_threads, looked up at run time. Not a test: `make test` never runs it. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,6 +46,14 @@
 
 #ifdef CQ_HAVE_DNNL
 #include <dnnl.h>
+#endif
+#include "xnnpack_anchor.h"
+
+/* XNNPACK may read this many bytes past the end of its input */
+#ifdef CQ_HAVE_XNNPACK
+#define INPUT_SLACK XNN_EXTRA_BYTES
+#else
+#define INPUT_SLACK 0
 #endif
 
 #define MAX_SHAPES 32
@@ -196,6 +219,37 @@ static void dnnl_teardown(dnnl_bench *d) {
 }
 #endif
 
+/* ---- XNNPACK -------------------------------------------------------------------------------- */
+
+#ifdef CQ_HAVE_XNNPACK
+/* The fully connected operator for y = requant(x W^T): x [M, K] uint8 (zero point x_zp), w_nk
+ * PyTorch's [N, K] int8 weight, passed as w + 128 with kernel zero point 128 (the same integers:
+ * see the comment at the top). Packs the weights. Returns NULL with reason[] set when XNNPACK
+ * cannot run it. */
+static xnn_operator_t xnn_fc_create(const int8_t *w_nk, int64_t k, int64_t n, float x_scale,
+                                    int32_t x_zp, float w_scale, float y_scale, int32_t y_zp,
+                                    char reason[XNN_ANCHOR_REASON_BYTES]) {
+  if (xnn_anchor_init(reason) != 0) return NULL;
+  uint8_t *w_u8 = malloc((size_t)(n * k));
+  if (!w_u8) {
+    snprintf(reason, XNN_ANCHOR_REASON_BYTES, "out of memory");
+    return NULL;
+  }
+  xnn_anchor_flip_sign(w_nk, w_u8, (size_t)(n * k)); /* w + 128 */
+  xnn_operator_t op = NULL;
+  const enum xnn_status s = xnn_create_fully_connected_nc_qu8(
+      (size_t)k, (size_t)n, (size_t)k, (size_t)n, (uint8_t)x_zp, x_scale, 128, w_scale, w_u8, NULL,
+      (uint8_t)y_zp, y_scale, 0, 255, 0, &op);
+  free(w_u8); /* packed into the operator */
+  if (s != xnn_status_success) {
+    xnn_anchor_create_failed(reason, "xnn_create_fully_connected_nc_qu8", s,
+                             (double)x_scale * (double)w_scale / (double)y_scale);
+    return NULL;
+  }
+  return op;
+}
+#endif
+
 static void set_omp_threads(int t) {
   void (*fn)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");
   if (fn) fn(t);
@@ -264,8 +318,8 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  printf("{\n  \"benchmark\": \"%s linear u8s8->%s, cquant vs oneDNN matmul u8s8->u8\",\n",
-         dynamic ? "dynamic" : "static", dynamic ? "f32" : "u8");
+  printf("{\n  \"benchmark\": \"%s linear u8s8->%s, cquant vs oneDNN matmul u8s8->u8 vs XNNPACK "
+         "fully_connected_nc_qu8\",\n", dynamic ? "dynamic" : "static", dynamic ? "f32" : "u8");
   printf("  \"cquant_isa\": \"%s\",\n  \"rule\": \"%s\",\n  \"reps\": %d,\n  \"min_batch_ms\": %g,\n",
          cq_isa_name(isa), cq_requant_rule_name(rule), reps, min_ms);
 #ifdef CQ_HAVE_DNNL
@@ -273,12 +327,19 @@ int main(int argc, char **argv) {
 #else
   printf("  \"onednn\": false,\n");
 #endif
+#ifdef CQ_HAVE_XNNPACK
+  printf("  \"xnnpack\": true,\n  \"xnnpack_operator\": \"fully_connected_nc_qu8, weights + 128 with "
+         "kernel zero point 128\",\n");
+#else
+  printf("  \"xnnpack\": false,\n");
+#endif
   printf("  \"results\": [");
   int first = 1, status = 0;
   srand(12345);
   for (int si = 0; si < n_shapes; si++) {
     const int64_t m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
-    uint8_t *x = malloc((size_t)(m * k)), *y = malloc((size_t)(m * n)), *y2 = malloc((size_t)(m * n));
+    uint8_t *x = malloc((size_t)(m * k) + INPUT_SLACK), *y = malloc((size_t)(m * n));
+    uint8_t *y2 = malloc((size_t)(m * n)), *y3 = malloc((size_t)(m * n));
     int8_t *w = malloc((size_t)(n * k));
     float *xf = malloc((size_t)(m * k) * sizeof(float)), *yf = malloc((size_t)(m * n) * sizeof(float));
     void *workspace = malloc((size_t)(m * k));
@@ -303,6 +364,10 @@ int main(int argc, char **argv) {
     dnnl_bench d;
     if (dnnl_setup(&d, x, w, y2, m, k, n, x_scale * w_scale / y_scale, x_zp, y_zp) != 0) return 1;
 #endif
+#ifdef CQ_HAVE_XNNPACK
+    char xnn_reason[XNN_ANCHOR_REASON_BYTES] = "";
+    xnn_operator_t xop = xnn_fc_create(w, k, n, x_scale, x_zp, w_scale, y_scale, y_zp, xnn_reason);
+#endif
     for (int ti = 0; ti < n_threads; ti++) {
       const int t = threads_list[ti];
       cq_threadpool *tp = NULL;
@@ -320,12 +385,43 @@ int main(int argc, char **argv) {
       dnnl_call(&d);
       const long dn_calls = calibrate(dnnl_call, &d, min_ms);
 #endif
+#ifdef CQ_HAVE_XNNPACK
+      /* setup plans the work for the pool's thread count: once per thread count */
+      pthreadpool_t pool = NULL;
+      xnn_anchor_run xr = {xop, NULL, 0};
+      long xn_calls = 0;
+      double *xn_ms = calloc((size_t)reps, sizeof(double));
+      if (xop && xnn_anchor_pool_create(t, &pool) != 0) {
+        snprintf(xnn_reason, sizeof xnn_reason, "pthreadpool_create(%d) failed", t);
+        xr.op = NULL;
+      }
+      xr.pool = pool;
+      if (xr.op) {
+        const enum xnn_status s = xnn_setup_fully_connected_nc_qu8(xop, (size_t)m, x, y3, pool);
+        if (s != xnn_status_success) {
+          xnn_anchor_create_failed(xnn_reason, "xnn_setup_fully_connected_nc_qu8", s, 1.0);
+          xr.op = NULL;
+        }
+      }
+      if (xr.op) {
+        xnn_anchor_call(&xr);
+        xn_calls = calibrate(xnn_anchor_call, &xr, min_ms);
+        xnn_anchor_pool_park(pool);
+      }
+#endif
       for (int r = 0; r < reps; r++) {
         pause_ms(30);
         cq_ms[r] = time_batch(cq_call, &b, cq_calls);
 #ifdef CQ_HAVE_DNNL
         pause_ms(30);
         dn_ms[r] = time_batch(dnnl_call, &d, dn_calls);
+#endif
+#ifdef CQ_HAVE_XNNPACK
+        if (xr.op) {
+          pause_ms(30);
+          xn_ms[r] = time_batch(xnn_anchor_call, &xr, xn_calls);
+          xnn_anchor_pool_park(pool);
+        }
 #endif
       }
       const double ops = 2.0 * (double)m * (double)k * (double)n;
@@ -353,6 +449,30 @@ int main(int argc, char **argv) {
       free(dn_ms);
       if (d.failed) status = 1;
 #endif
+#ifdef CQ_HAVE_XNNPACK
+      if (xr.op) {
+        const double xn_min = minimum(xn_ms, reps), xn_med = median(xn_ms, reps);
+        printf(", \"xnnpack_ms\": %.5f, \"xnnpack_gops\": %.1f, \"xnnpack_ms_min\": %.5f, "
+               "\"ratio_xnnpack\": %.3f, \"ratio_xnnpack_of_minima\": %.3f",
+               xn_med, ops / xn_med * 1e-6, xn_min, xn_med / cq_med, xn_min / cq_min);
+        if (!dynamic) {
+          /* XNNPACK requantizes in float (scale, round to nearest even, add the zero point):
+           * a few ties land one step away from cquant's rule */
+          long diff = 0;
+          int max_diff = 0;
+          xnn_anchor_compare(y, y3, (size_t)(m * n), &diff, &max_diff);
+          printf(", \"xnnpack_outputs_differing\": %ld, \"xnnpack_max_output_difference\": %d",
+                 diff, max_diff);
+        }
+        if (xr.failed) status = 1;
+      } else {
+        printf(", \"xnnpack\": \"unsupported: ");
+        xnn_anchor_print_escaped(xnn_reason);
+        printf("\"");
+      }
+      free(xn_ms);
+      xnn_anchor_pool_destroy(pool);
+#endif
       printf("}");
       first = 0;
       fflush(stdout);
@@ -363,12 +483,16 @@ int main(int argc, char **argv) {
 #ifdef CQ_HAVE_DNNL
     dnnl_teardown(&d);
 #endif
+#ifdef CQ_HAVE_XNNPACK
+    if (xop) xnn_delete_operator(xop);
+#endif
     cq_qgemm_dynamic_destroy(dop);
     cq_qgemm_destroy(op);
     cq_qgemm_packed_destroy(packed);
     free(x);
     free(y);
     free(y2);
+    free(y3);
     free(w);
     free(xf);
     free(yf);

@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(cmake make gcc libc6-dev libcjson-dev libopenblas-dev zlib1g-dev libprotobuf-c-dev
           protobuf-c-compiler libonnx-dev)
 # CQ_BENCH_DEPS=1 adds the anchors the benchmarks in bench/ compare against (never needed by tests).
-if [ "${CQ_BENCH_DEPS:-0}" = 1 ]; then packages+=(libdnnl-dev); fi
+if [ "${CQ_BENCH_DEPS:-0}" = 1 ]; then packages+=(libdnnl-dev libxnnpack-dev libpthreadpool-dev); fi
 # CQ_VALGRIND_DEPS=1 adds valgrind for `make test-valgrind`.
 if [ "${CQ_VALGRIND_DEPS:-0}" = 1 ]; then packages+=(valgrind); fi
 # CQ_ARM_DEPS=1 adds what `make test-aarch64` needs: the AArch64 cross compiler, qemu-user, and the
