@@ -6,12 +6,17 @@
  * elements in memory order; where the two round differently (dequantization with or without an
  * FMA, float or double in sigmoid), the element's position decides, as in PyTorch. The vector
  * bodies' exp/tanh are SLEEF's (within 1 ulp of the correctly rounded value); cquant uses libm's
- * expf/tanhf there, which can differ by one quantization step on exact ties only. */
+ * expf/tanhf there, which can differ by one quantization step on exact ties only.
+ *
+ * relu, clamp, add and cat's requantization run the kernels of src/kernels/qelementwise (vector
+ * forms per instruction set, chosen by cq_isa_active; every form gives the same bytes). */
 #include <math.h>
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/cpu.h"
 #include "cquant/quantize.h"
+#include "kernels/qelementwise/qelementwise.h"
 #include "nn/binary_ops.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
@@ -81,17 +86,28 @@ static cq_status same_qparams_output(cq_ctx *ctx, const cq_tensor *x, cq_tensor 
   return cq_qact_new(ctx, cq_qact_dtype(x), x->ndim, x->shape, act_scale(x), act_zp(x), y);
 }
 
+static cq_status active_kernels(const cq_module *m, const cq_qelementwise_kernels **k) {
+  cq_isa isa;
+  cq_status st = cq_isa_active(&isa);
+  if (st != CQ_OK) return cq_qmod_fail(m, st, "%s", cq_last_error());
+  *k = cq_qelementwise_kernels_for(isa);
+  return CQ_OK;
+}
+
 static cq_status clamp_ints(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, int32_t lo,
                             int32_t hi, cq_tensor **y) {
+  const cq_qelementwise_kernels *k = NULL;
   cq_status st = cq_qact_check(m, x, 0);
+  if (st == CQ_OK) st = active_kernels(m, &k);
   if (st == CQ_OK) st = same_qparams_output(ctx, x, y);
   if (st != CQ_OK) return st;
-  const int64_t n = cq_tensor_numel(x);
-  for (int64_t i = 0; i < n; i++) {
-    int32_t v = load_q(x, i);
-    v = v < lo ? lo : v;
-    v = v > hi ? hi : v;
-    store_q(*y, i, v);
+  /* lo and hi lie in the dtype's range (a zero point, or quantized values) */
+  const size_t n = (size_t)cq_tensor_numel(x);
+  if (n == 0) return CQ_OK;
+  if (x->dtype == CQ_U8) {
+    k->qu8_vclamp(n, x->data, (uint8_t)lo, (uint8_t)hi, (*y)->data);
+  } else {
+    k->qs8_vclamp(n, x->data, (int8_t)lo, (int8_t)hi, (*y)->data);
   }
   return CQ_OK;
 }
@@ -216,85 +232,80 @@ cq_status cq_qop_tanh(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_ba
 
 /* PyTorch QNNPACK's q8vadd: fixed-point multipliers with a common shift, rounding right shift with
  * ties away from zero, int16 saturation, then the output zero point and clamp. */
-static cq_status qnnpack_add(const cq_module *m, const cq_tensor *a, const cq_tensor *b,
-                             float scale, int32_t zp, int relu, cq_tensor *y) {
+static cq_status qnnpack_add(const cq_module *m, const cq_qelementwise_kernels *k,
+                             const cq_tensor *a, const cq_tensor *b, float scale, int32_t zp,
+                             int relu, cq_tensor *y) {
   const float ra = act_scale(a) / scale, rb = act_scale(b) / scale;
   if (!(ra >= 0x1.0p-14f && ra < 0x1.0p+8f) || !(rb >= 0x1.0p-14f && rb < 0x1.0p+8f)) {
     return cq_qmod_fail(m, CQ_EVALUE, "QNNPACK add: input-to-output scale ratios %g and %g must "
                         "be in [2**-14, 2**8)", (double)ra, (double)rb);
   }
-  const float mx = ra > rb ? ra : rb;
-  uint32_t bits;
-  memcpy(&bits, &mx, sizeof bits);
-  const int32_t exponent = (int32_t)(bits >> 23) - 127;
-  const uint32_t shift = (uint32_t)(21 - exponent);
-  const uint32_t mult_bits = (uint32_t)(21 - exponent + 127) << 23;
-  float scale_mult;
-  memcpy(&scale_mult, &mult_bits, sizeof scale_mult);
-  const uint32_t ma = (uint32_t)(int32_t)lrintf(ra * scale_mult);
-  const uint32_t mb = (uint32_t)(int32_t)lrintf(rb * scale_mult);
-  const uint32_t mask = (UINT32_C(1) << shift) - 1u;
-  const uint32_t threshold = mask >> 1;
-  const uint32_t za = (uint32_t)act_zp(a), zb = (uint32_t)act_zp(b);
-  const int32_t zp_product = (int32_t)(0u - (ma * za + mb * zb));
-  const int32_t lo = relu ? zp : 0;
-  const uint8_t *ad = a->data, *bd = b->data;
-  uint8_t *yd = y->data;
-  const int64_t n = cq_tensor_numel(a);
-  for (int64_t i = 0; i < n; i++) {
-    const int32_t acc = (int32_t)((uint32_t)zp_product + (uint32_t)ad[i] * ma + (uint32_t)bd[i] * mb);
-    const int32_t rem = (int32_t)((uint32_t)acc & mask) - (acc < 0 ? 1 : 0);
-    int32_t v = (acc >> shift) + (rem > (int32_t)threshold ? 1 : 0);
-    v = v > 32767 ? 32767 : (v < -32768 ? -32768 : v);
-    v += zp;
-    v = v > 32767 ? 32767 : (v < -32768 ? -32768 : v);
-    v = v < lo ? lo : (v > 255 ? 255 : v);
-    yd[i] = (uint8_t)v;
-  }
+  cq_qadd_qnnpack_params p;
+  cq_qadd_qnnpack_params_init(ra, rb, act_zp(a), act_zp(b), zp, relu, &p);
+  const size_t n = (size_t)cq_tensor_numel(a);
+  if (n) k->qu8_vadd_qnnpack(n, a->data, b->data, &p, y->data);
   return CQ_OK;
+}
+
+/* The logical (NCHW) index of the element at position k of the channels-last memory order. */
+static int64_t nhwc_to_logical(const int64_t *shape, int64_t k) {
+  const int64_t C = shape[1], H = shape[2], W = shape[3];
+  const int64_t c = k % C, w = k / C % W, h = k / C / W % H, n = k / C / W / H;
+  return ((n * C + c) * H + h) * W + w;
+}
+
+static void add_run(const cq_qelementwise_kernels *k, int s8, int64_t n, int64_t fused,
+                    const void *a, const void *b, const cq_qadd_aten_params *p, void *y) {
+  if (s8) {
+    k->qs8_vadd_aten((size_t)n, (size_t)fused, a, b, p, y);
+  } else {
+    k->qu8_vadd_aten((size_t)n, (size_t)fused, a, b, p, y);
+  }
 }
 
 cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
                      float scale, int32_t zero_point, int relu, cq_backend engine,
                      cq_qlayout layout, cq_tensor **y) {
   *y = NULL;
+  const cq_qelementwise_kernels *k = NULL;
   cq_status st = cq_qact_check(m, a, 0);
   if (st == CQ_OK) st = cq_qact_check(m, b, 1);
   if (st == CQ_OK) st = same_shape(m, a, b);
   const cq_qdtype d = cq_qact_dtype(a);
   if (st == CQ_OK) st = check_out_qparams(m, d, scale, zero_point);
+  if (st == CQ_OK) st = active_kernels(m, &k);
   if (st == CQ_OK) st = cq_qact_new(ctx, d, a->ndim, a->shape, scale, zero_point, y);
   if (st != CQ_OK) return st;
   if (engine == CQ_BACKEND_QNNPACK && d == CQ_QUINT8) {
-    return qnnpack_add(m, a, b, scale, zero_point, relu, *y);
+    return qnnpack_add(m, k, a, b, scale, zero_point, relu, *y);
   }
   /* ATen's qadd kernel: dequantize (FMA with the premultiplied zero point in the vector body),
    * add in float, optional relu, quantize with ties to even */
+  cq_qadd_aten_params p;
+  cq_qdequant_params_init(act_scale(a), act_zp(a), &p.a);
+  cq_qdequant_params_init(act_scale(b), act_zp(b), &p.b);
+  p.y.inv_scale = 1.0f / scale;
+  p.y.zp = zero_point;
+  p.y.y_min = (int32_t)qmin_of(d);
+  p.y.y_max = (int32_t)qmax_of(d);
+  p.relu = relu;
+  const int s8 = d == CQ_QINT8;
   const int64_t n = cq_tensor_numel(a);
-  int64_t *order = cq_malloc_for(sizeof(int64_t) * (size_t)(n ? n : 1), "a memory-order index");
-  if (!order) return CQ_ENOMEM;
-  cq_qmod_memory_order(a, layout, order);
-  const float sa = act_scale(a), sb = act_scale(b);
-  const int32_t za = act_zp(a), zb = act_zp(b);
-  const float pa = sa * -(float)za, pb = sb * -(float)zb;
-  const float inv = 1.0f / scale;
   const int64_t body = vector_body(n);
-  for (int64_t k = 0; k < n; k++) {
-    const int64_t i = order[k];
-    const int32_t qa = load_q(a, i), qb = load_q(b, i);
-    float da, db;
-    if (k < body) {
-      da = fmaf(sa, (float)qa, pa);
-      db = fmaf(sb, (float)qb, pb);
-    } else {
-      da = ((float)qa - (float)za) * sa;
-      db = ((float)qb - (float)zb) * sb;
-    }
-    float c = da + db;
-    if (relu) c = c > 0.0f ? c : 0.0f;
-    store_q(*y, i, quantize_one(c, inv, zero_point, d));
+  if (n == 0) return CQ_OK;
+  if (layout != CQ_QLAYOUT_NHWC || a->ndim != 4) {
+    add_run(k, s8, n, body, a->data, b->data, &p, (*y)->data);
+    return CQ_OK;
   }
-  cq_free(order);
+  /* channels-last: the scalar tail is the last n % 64 elements in NHWC order, scattered through
+   * the NCHW storage; every element is computed the vector body's way, then those again */
+  add_run(k, s8, n, n, a->data, b->data, &p, (*y)->data);
+  const char *ad = a->data, *bd = b->data;
+  char *yd = (*y)->data;
+  for (int64_t j = body; j < n; j++) {
+    const int64_t i = nhwc_to_logical(a->shape, j);
+    add_run(k, s8, 1, 0, ad + i, bd + i, &p, yd + i);
+  }
   return CQ_OK;
 }
 
@@ -336,12 +347,6 @@ cq_status cq_qop_mul(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const 
 }
 
 /* --- cat ---------------------------------------------------------------------------------------- */
-
-/* Elements of one input requantized to (scale, zp): dequantize plainly (Tensor.dequantize), then
- * quantize_per_tensor. */
-static int32_t requant_plain(int32_t q, float s, int32_t z, float inv, int32_t zp, cq_qdtype d) {
-  return quantize_one(s * (float)(q - z), inv, zp, d);
-}
 
 cq_status cq_qop_cat(const cq_module *m, cq_ctx *ctx, int n, cq_tensor *const *in, int dim,
                      float scale, int32_t zero_point, cq_qlayout layout, cq_tensor **y) {
@@ -386,40 +391,45 @@ cq_status cq_qop_cat(const cq_module *m, cq_ctx *ctx, int n, cq_tensor *const *i
     }
     shape[dd] += t->shape[dd];
   }
-  st = cq_qact_new(ctx, d, nd, shape, scale, zero_point, y);
+  const cq_qelementwise_kernels *k = NULL;
+  st = active_kernels(m, &k);
+  if (st == CQ_OK) st = cq_qact_new(ctx, d, nd, shape, scale, zero_point, y);
   if (st != CQ_OK) return st;
-  const float inv = (float)(1.0 / (double)scale);
+  cq_qquant_params q;
+  q.inv_scale = (float)(1.0 / (double)scale);
+  q.zp = zero_point;
+  q.y_min = (int32_t)qmin_of(d);
+  q.y_max = (int32_t)qmax_of(d);
   int64_t outer = 1, inner = 1;
   for (int i = 0; i < dd; i++) outer *= shape[i];
   for (int i = dd + 1; i < nd; i++) inner *= shape[i];
   const int64_t row = shape[dd] * inner;
   /* qcat_nhwc_kernel (dim 1 of channels-last 4-D tensors): inputs already in (scale, zp) are
    * copied; the others go through the vector body (FMA dequantization) on blocks of 32
-   * channels, then on one block of 8..31 channels, and the last channels % 8 plainly. */
+   * channels, then on one block of 8..31 channels, and the last channels % 8 plainly. Other
+   * cases dequantize every element plainly (Tensor.dequantize, then quantize_per_tensor). */
   const int nhwc = layout == CQ_QLAYOUT_NHWC && nd == 4 && dd == 1;
+  const int s8 = d == CQ_QINT8;
   int64_t offset = 0;
-  for (int k = 0; k < n; k++) {
-    const cq_tensor *t = in[k];
-    const float s = act_scale(t);
-    const int32_t z = act_zp(t);
+  for (int j = 0; j < n; j++) {
+    const cq_tensor *t = in[j];
+    cq_qdequant_params dq;
+    cq_qdequant_params_init(act_scale(t), act_zp(t), &dq);
     const int64_t chunk = t->shape[dd] * inner;
-    const int same = s == scale && z == zero_point;
+    const int same = act_scale(t) == scale && act_zp(t) == zero_point;
     const int64_t ck = t->shape[dd];
     int64_t vec_channels = ck / 32 * 32;
     if (ck - vec_channels >= 8) vec_channels += (ck - vec_channels) / 8 * 8;
-    const float premul = s * -(float)z;
-    for (int64_t o = 0; o < outer; o++) {
-      for (int64_t j = 0; j < chunk; j++) {
-        const int32_t q = load_q(t, o * chunk + j);
-        int32_t v;
-        if (nhwc && same) {
-          v = q;
-        } else if (nhwc && j / inner < vec_channels) {
-          v = quantize_one(fmaf(s, (float)q, premul), inv, zero_point, d);
-        } else {
-          v = requant_plain(q, s, z, inv, zero_point, d);
-        }
-        store_q(*y, o * row + offset + j, v);
+    const size_t fused = nhwc ? (size_t)(vec_channels * inner) : 0;
+    for (int64_t o = 0; chunk > 0 && o < outer; o++) {
+      const char *src = (const char *)t->data + o * chunk;
+      char *dst = (char *)(*y)->data + o * row + offset;
+      if (nhwc && same) {
+        memcpy(dst, src, (size_t)chunk);
+      } else if (s8) {
+        k->qs8_vrequant((size_t)chunk, fused, (const int8_t *)src, &dq, &q, (int8_t *)dst);
+      } else {
+        k->qu8_vrequant((size_t)chunk, fused, (const uint8_t *)src, &dq, &q, (uint8_t *)dst);
       }
     }
     offset += chunk;

@@ -18,10 +18,14 @@
  *                   QNNPACK avg pool with kernel = stride = (H / oh, W / ow)
  *     native NCHW   y = rne(f32(f32(f32(sum(q)) * f32(1 / kh)) * f32(1 / kw)))
  *     native NHWC   y = rne(f32(acc) * f32(1 / f32(1 / m))) + zp, m = f32(1 / n)
- * Results are clamped to the dtype range; outputs keep the input's qparams. */
+ * Results are clamped to the dtype range; outputs keep the input's qparams. The loops are the
+ * kernels of src/kernels/qpool (vector forms per instruction set, chosen by cq_isa_active). */
 #include <math.h>
 #include <string.h>
 
+#include "core/alloc.h"
+#include "core/cpu.h"
+#include "kernels/qpool/qpool.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qops.h"
 #include "nn/quantized/qstatic_impl.h"
@@ -29,31 +33,6 @@
 typedef struct plane_plan {
   int64_t planes, in_h, in_w, out_h, out_w, channels;
 } plane_plan;
-
-static int32_t load_q(const cq_tensor *x, int64_t i) {
-  return x->dtype == CQ_U8 ? (int32_t)((const uint8_t *)x->data)[i]
-                           : (int32_t)((const int8_t *)x->data)[i];
-}
-
-static void store_q(cq_tensor *y, int64_t i, int32_t v) {
-  if (y->dtype == CQ_U8) {
-    ((uint8_t *)y->data)[i] = (uint8_t)v;
-  } else {
-    ((int8_t *)y->data)[i] = (int8_t)v;
-  }
-}
-
-static int32_t clamp_dtype(const cq_tensor *x, int64_t v) {
-  const int64_t lo = x->dtype == CQ_U8 ? 0 : -128, hi = x->dtype == CQ_U8 ? 255 : 127;
-  return (int32_t)(v < lo ? lo : (v > hi ? hi : v));
-}
-
-/* x86 float->int32 conversion of an already rounded value (NaN and overflow give INT32_MIN). */
-static int64_t round_to_int(float v) {
-  const float r = nearbyintf(v);
-  if (!(r >= -2147483648.0f && r < 2147483648.0f)) return INT32_MIN;
-  return (int64_t)r;
-}
 
 static cq_status pool_input(const cq_module *m, const cq_tensor *x, plane_plan *pl) {
   cq_status st = cq_qact_check(m, x, 0);
@@ -127,156 +106,91 @@ static cq_status pool_output(cq_ctx *ctx, const cq_tensor *x, int64_t out_h, int
                      x->qparams->zero_point[0], y);
 }
 
+/* --- kernels ----------------------------------------------------------------------------------- */
+
+/* Scratch rows of the kernels up to this size live on the stack. */
+#define STACK_SCRATCH 4096
+
+static cq_status active_isa(const cq_module *m, cq_isa *isa) {
+  cq_status st = cq_isa_active(isa);
+  if (st != CQ_OK) return cq_qmod_fail(m, st, "%s", cq_last_error());
+  return CQ_OK;
+}
+
+static void kernel_geometry(const plane_plan *pl, const cq_qpool2d *p, cq_qpool2d_geom *g) {
+  g->in_h = pl->in_h;
+  g->in_w = pl->in_w;
+  g->out_h = pl->out_h;
+  g->out_w = pl->out_w;
+  for (int d = 0; d < 2; d++) {
+    g->kernel[d] = p->kernel[d];
+    g->stride[d] = p->stride[d];
+    g->padding[d] = p->padding[d];
+    g->dilation[d] = p->dilation[d];
+  }
+}
+
+/* Scratch of `bytes`: the caller's stack buffer when it fits, else the heap (*heap to free). */
+static void *scratch_for(size_t bytes, void *stack, void **heap) {
+  *heap = NULL;
+  if (bytes <= STACK_SCRATCH) return stack;
+  *heap = cq_malloc_for(bytes, "pooling rows");
+  return *heap;
+}
+
 /* --- max_pool2d --------------------------------------------------------------------------------- */
-
-static void max_window(int64_t o, int64_t stride, int64_t pad, int64_t kernel, int64_t dilation,
-                       int64_t in, int64_t *first, int64_t *end) {
-  int64_t i0 = o * stride - pad;
-  int64_t i1 = i0 + (kernel - 1) * dilation + 1;
-  if (i1 > in) i1 = in;
-  while (i0 < 0) i0 += dilation;
-  *first = i0;
-  *end = i1;
-}
-
-static int64_t clamp_index(int64_t v, int64_t n) { return v < 0 ? 0 : (v >= n ? n - 1 : v); }
-
-/* QNNPACK's max pooling of one plane: every tap of the dilated window, its coordinates clamped
- * into the image. */
-static void qnnpack_max_plane(const cq_tensor *x, cq_tensor *y, int64_t src, int64_t dst,
-                              const plane_plan *pl, const cq_qpool2d *p) {
-  for (int64_t oh = 0; oh < pl->out_h; oh++) {
-    for (int64_t ow = 0; ow < pl->out_w; ow++) {
-      int32_t best = 0;
-      for (int64_t i = 0; i < p->kernel[0]; i++) {
-        const int64_t ih = clamp_index(oh * p->stride[0] - p->padding[0] + i * p->dilation[0],
-                                       pl->in_h);
-        for (int64_t j = 0; j < p->kernel[1]; j++) {
-          const int64_t iw = clamp_index(ow * p->stride[1] - p->padding[1] + j * p->dilation[1],
-                                         pl->in_w);
-          const int32_t v = load_q(x, src + ih * pl->in_w + iw);
-          if (v > best) best = v;
-        }
-      }
-      store_q(y, dst + oh * pl->out_w + ow, best);
-    }
-  }
-}
-
-/* No padding, no dilation, floor mode: every window lies inside the image, which is also where
- * QNNPACK's clamped taps agree with the native kernel. */
-static int max_windows_inside(const cq_qpool2d *p) {
-  return !p->ceil_mode && p->padding[0] == 0 && p->padding[1] == 0 && p->dilation[0] == 1 &&
-         p->dilation[1] == 1;
-}
-
-/* The same max over quint8 windows that lie inside the image (max_windows_inside), with direct
- * loads: the generic loop's per-element dtype dispatch dominated the int8 CNN's time. */
-static void max_plane_u8(const cq_tensor *x, cq_tensor *y, int64_t src, int64_t dst,
-                         const plane_plan *pl, const cq_qpool2d *p) {
-  const uint8_t *in = (const uint8_t *)x->data + src;
-  uint8_t *out = (uint8_t *)y->data + dst;
-  if (p->kernel[0] == 2 && p->kernel[1] == 2 && p->stride[0] == 2 && p->stride[1] == 2) {
-    for (int64_t oh = 0; oh < pl->out_h; oh++) { /* MaxPool2d(2), spelled out for the compiler */
-      const uint8_t *r0 = in + 2 * oh * pl->in_w, *r1 = r0 + pl->in_w;
-      uint8_t *o = out + oh * pl->out_w;
-      for (int64_t ow = 0; ow < pl->out_w; ow++) {
-        const uint8_t a = r0[2 * ow] > r0[2 * ow + 1] ? r0[2 * ow] : r0[2 * ow + 1];
-        const uint8_t b = r1[2 * ow] > r1[2 * ow + 1] ? r1[2 * ow] : r1[2 * ow + 1];
-        o[ow] = a > b ? a : b;
-      }
-    }
-    return;
-  }
-  for (int64_t oh = 0; oh < pl->out_h; oh++) {
-    const uint8_t *rows = in + oh * p->stride[0] * pl->in_w;
-    for (int64_t ow = 0; ow < pl->out_w; ow++) {
-      const uint8_t *win = rows + ow * p->stride[1];
-      uint8_t best = 0;
-      for (int64_t i = 0; i < p->kernel[0]; i++) {
-        for (int64_t j = 0; j < p->kernel[1]; j++) {
-          const uint8_t v = win[i * pl->in_w + j];
-          best = v > best ? v : best;
-        }
-      }
-      out[oh * pl->out_w + ow] = best;
-    }
-  }
-}
 
 cq_status cq_qop_maxpool2d(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
                            const cq_qpool2d *p, cq_backend engine, cq_tensor **y) {
   *y = NULL;
   plane_plan pl;
+  cq_isa isa;
   cq_status st = pool_geometry(m, x, p, &pl);
+  if (st == CQ_OK) st = active_isa(m, &isa);
   if (st == CQ_OK) st = pool_output(ctx, x, pl.out_h, pl.out_w, y);
   if (st != CQ_OK) return st;
-  if (engine == CQ_BACKEND_QNNPACK && x->dtype == CQ_U8 && !p->ceil_mode) {
-    for (int64_t c = 0; c < pl.planes; c++) {
-      qnnpack_max_plane(x, *y, c * pl.in_h * pl.in_w, c * pl.out_h * pl.out_w, &pl, p);
-    }
-    return CQ_OK;
+  cq_qpool2d_geom g;
+  kernel_geometry(&pl, p, &g);
+  /* QNNPACK's kernel (engine QNNPACK, quint8, no ceil_mode) clamps its taps into the image */
+  const int clamp_taps = engine == CQ_BACKEND_QNNPACK && x->dtype == CQ_U8 && !p->ceil_mode;
+  _Alignas(64) uint8_t stack[STACK_SCRATCH];
+  void *heap;
+  void *scratch = scratch_for(cq_qpool_max2d_scratch(&g), stack, &heap);
+  if (!scratch) return CQ_ENOMEM;
+  if (x->dtype == CQ_U8) {
+    cq_qu8_maxpool2d_nchw(isa, clamp_taps, (size_t)pl.planes, &g, x->data, (*y)->data, scratch);
+  } else {
+    cq_qs8_maxpool2d_nchw(isa, clamp_taps, (size_t)pl.planes, &g, x->data, (*y)->data, scratch);
   }
-  if (x->dtype == CQ_U8 && max_windows_inside(p)) {
-    for (int64_t c = 0; c < pl.planes; c++) {
-      max_plane_u8(x, *y, c * pl.in_h * pl.in_w, c * pl.out_h * pl.out_w, &pl, p);
-    }
-    return CQ_OK;
-  }
-  const int32_t lowest = x->dtype == CQ_U8 ? 0 : -128;
-  for (int64_t c = 0; c < pl.planes; c++) {
-    const int64_t src = c * pl.in_h * pl.in_w, dst = c * pl.out_h * pl.out_w;
-    for (int64_t oh = 0; oh < pl.out_h; oh++) {
-      int64_t h0, h1;
-      max_window(oh, p->stride[0], p->padding[0], p->kernel[0], p->dilation[0], pl.in_h, &h0, &h1);
-      for (int64_t ow = 0; ow < pl.out_w; ow++) {
-        int64_t w0, w1;
-        max_window(ow, p->stride[1], p->padding[1], p->kernel[1], p->dilation[1], pl.in_w, &w0,
-                   &w1);
-        int32_t best = lowest;
-        for (int64_t ih = h0; ih < h1; ih += p->dilation[0]) {
-          for (int64_t iw = w0; iw < w1; iw += p->dilation[1]) {
-            const int32_t v = load_q(x, src + ih * pl.in_w + iw);
-            if (v > best) best = v;
-          }
-        }
-        store_q(*y, dst + oh * pl.out_w + ow, best);
-      }
-    }
-  }
+  cq_free(heap);
   return CQ_OK;
 }
 
 /* --- avg_pool2d --------------------------------------------------------------------------------- */
 
-/* QNNPACK's average pooling of one plane (kh x kw windows at the given strides and padding, the
- * padding read as the zero point), output zero point = input zero point. */
-static void qnnpack_avg_plane(const cq_tensor *x, cq_tensor *y, int64_t src, int64_t dst,
-                              const plane_plan *pl, const int64_t *kernel, const int64_t *stride,
-                              const int64_t *padding) {
+/* QNNPACK's average pooling (kernel kh x kw at the given strides and padding, padding read as the
+ * zero point): every window divides by kh * kw through one multiplier; quint8 only. */
+static cq_status qnnpack_avgpool(const cq_tensor *x, cq_tensor *y, cq_isa isa,
+                                 const plane_plan *pl, const int64_t *kernel,
+                                 const int64_t *stride, const int64_t *padding) {
   const float sx = x->qparams->scale[0];
-  const int32_t zp = x->qparams->zero_point[0];
   const float pool = (float)(kernel[0] * kernel[1]);
-  const float mult = sx / (sx * pool);
-  for (int64_t oh = 0; oh < pl->out_h; oh++) {
-    int64_t h0 = oh * stride[0] - padding[0], h1 = h0 + kernel[0];
-    h0 = h0 < 0 ? 0 : h0;
-    h1 = h1 > pl->in_h ? pl->in_h : h1;
-    for (int64_t ow = 0; ow < pl->out_w; ow++) {
-      int64_t w0 = ow * stride[1] - padding[1], w1 = w0 + kernel[1];
-      w0 = w0 < 0 ? 0 : w0;
-      w1 = w1 > pl->in_w ? pl->in_w : w1;
-      int32_t acc = 0;
-      for (int64_t ih = h0; ih < h1; ih++) {
-        for (int64_t iw = w0; iw < w1; iw++) acc += load_q(x, src + ih * pl->in_w + iw) - zp;
-      }
-      int64_t v = round_to_int((float)acc * mult);
-      v = v > 32767 ? 32767 : (v < -32768 ? -32768 : v); /* packs_epi32, then adds_epi16 */
-      v += zp;
-      v = v > 32767 ? 32767 : v;
-      store_q(y, dst + oh * pl->out_w + ow, clamp_dtype(y, v));
-    }
-  }
+  cq_qavgpool_params prm = {0};
+  prm.out.zp = x->qparams->zero_point[0];
+  prm.out.y_min = 0;
+  prm.out.y_max = 255;
+  prm.out.zp_before_rounding = 0;
+  prm.fixed = 1;
+  prm.fixed_mult = sx / (sx * pool);
+  cq_qpool2d_geom g = {pl->in_h, pl->in_w, pl->out_h, pl->out_w, {kernel[0], kernel[1]},
+                       {stride[0], stride[1]}, {padding[0], padding[1]}, {1, 1}};
+  _Alignas(64) uint8_t stack[STACK_SCRATCH];
+  void *heap;
+  void *scratch = scratch_for(cq_qpool_avg2d_scratch(&g), stack, &heap);
+  if (!scratch) return CQ_ENOMEM;
+  cq_qu8_avgpool2d_nchw(isa, (size_t)pl->planes, &g, &prm, x->data, y->data, scratch);
+  cq_free(heap);
+  return CQ_OK;
 }
 
 cq_status cq_qop_avgpool2d(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
@@ -286,69 +200,47 @@ cq_status cq_qop_avgpool2d(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
   cq_qpool2d g = *p;
   g.dilation[0] = g.dilation[1] = 1;
   plane_plan pl;
+  cq_isa isa;
   cq_status st = pool_geometry(m, x, &g, &pl);
+  if (st == CQ_OK) st = active_isa(m, &isa);
   if (st == CQ_OK) st = pool_output(ctx, x, pl.out_h, pl.out_w, y);
   if (st != CQ_OK) return st;
-  const int64_t in_plane = pl.in_h * pl.in_w, out_plane = pl.out_h * pl.out_w;
   if (engine == CQ_BACKEND_QNNPACK && x->dtype == CQ_U8 && !p->ceil_mode) {
-    for (int64_t c = 0; c < pl.planes; c++) {
-      qnnpack_avg_plane(x, *y, c * in_plane, c * out_plane, &pl, g.kernel, g.stride, g.padding);
-    }
-    return CQ_OK;
+    return qnnpack_avgpool(x, *y, isa, &pl, g.kernel, g.stride, g.padding);
   }
+  /* ATen's kernels: the NCHW one adds the zero point before rounding, the channels-last one
+   * after */
   const int nhwc = layout == CQ_QLAYOUT_NHWC && x->ndim == 4;
-  const int32_t zp = x->qparams->zero_point[0];
-  for (int64_t c = 0; c < pl.planes; c++) {
-    for (int64_t oh = 0; oh < pl.out_h; oh++) {
-      int64_t h0 = oh * g.stride[0] - g.padding[0];
-      int64_t h1 = h0 + g.kernel[0];
-      if (h1 > pl.in_h + g.padding[0]) h1 = pl.in_h + g.padding[0];
-      const int64_t ph = h1 - h0;
-      h0 = h0 < 0 ? 0 : h0;
-      h1 = h1 > pl.in_h ? pl.in_h : h1;
-      for (int64_t ow = 0; ow < pl.out_w; ow++) {
-        int64_t w0 = ow * g.stride[1] - g.padding[1];
-        int64_t w1 = w0 + g.kernel[1];
-        if (w1 > pl.in_w + g.padding[1]) w1 = pl.in_w + g.padding[1];
-        const int64_t pool_size = ph * (w1 - w0);
-        w0 = w0 < 0 ? 0 : w0;
-        w1 = w1 > pl.in_w ? pl.in_w : w1;
-        const int64_t size = (h1 - h0) * (w1 - w0);
-        int64_t divisor = p->divisor_override ? p->divisor_override
-                                              : (p->count_include_pad ? pool_size : size);
-        int32_t acc = (int32_t)(-size * zp);
-        for (int64_t ih = h0; ih < h1; ih++) {
-          for (int64_t iw = w0; iw < w1; iw++) acc += load_q(x, c * in_plane + ih * pl.in_w + iw);
-        }
-        const float mult = (float)(1.0 / (double)divisor);
-        int64_t v;
-        if (nhwc) {
-          v = round_to_int((float)acc * mult) + zp;
-        } else {
-          v = round_to_int((float)acc * mult + (float)zp);
-        }
-        store_q(*y, c * out_plane + oh * pl.out_w + ow, clamp_dtype(x, v));
-      }
-    }
+  cq_qavgpool_params prm = {0};
+  prm.out.zp = x->qparams->zero_point[0];
+  prm.out.y_min = x->dtype == CQ_U8 ? 0 : -128;
+  prm.out.y_max = x->dtype == CQ_U8 ? 255 : 127;
+  prm.out.zp_before_rounding = !nhwc;
+  prm.count_include_pad = p->count_include_pad;
+  prm.divisor_override = p->divisor_override;
+  cq_qpool2d_geom kg;
+  kernel_geometry(&pl, &g, &kg);
+  _Alignas(64) uint8_t stack[STACK_SCRATCH];
+  void *heap;
+  void *scratch = scratch_for(cq_qpool_avg2d_scratch(&kg), stack, &heap);
+  if (!scratch) return CQ_ENOMEM;
+  if (x->dtype == CQ_U8) {
+    cq_qu8_avgpool2d_nchw(isa, (size_t)pl.planes, &kg, &prm, x->data, (*y)->data, scratch);
+  } else {
+    cq_qs8_avgpool2d_nchw(isa, (size_t)pl.planes, &kg, &prm, x->data, (*y)->data, scratch);
   }
+  cq_free(heap);
   return CQ_OK;
 }
 
 /* --- adaptive_avg_pool2d ------------------------------------------------------------------------ */
-
-static int64_t adaptive_start(int64_t o, int64_t in, int64_t out) {
-  return (int64_t)floorf((float)(o * in) / (float)out);
-}
-
-static int64_t adaptive_end(int64_t o, int64_t in, int64_t out) {
-  return (int64_t)ceilf((float)((o + 1) * in) / (float)out);
-}
 
 cq_status cq_qop_adaptive_avgpool2d(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
                                     int64_t out_h, int64_t out_w, cq_backend engine,
                                     cq_qlayout layout, cq_tensor **y) {
   *y = NULL;
   plane_plan pl;
+  cq_isa isa;
   cq_status st = pool_input(m, x, &pl);
   if (st != CQ_OK) return st;
   if (out_h < 1 || out_w < 1) {
@@ -357,43 +249,24 @@ cq_status cq_qop_adaptive_avgpool2d(const cq_module *m, cq_ctx *ctx, const cq_te
   }
   pl.out_h = out_h;
   pl.out_w = out_w;
-  st = pool_output(ctx, x, out_h, out_w, y);
+  st = active_isa(m, &isa);
+  if (st == CQ_OK) st = pool_output(ctx, x, out_h, out_w, y);
   if (st != CQ_OK) return st;
-  const int64_t in_plane = pl.in_h * pl.in_w, out_plane = out_h * out_w;
   if (engine == CQ_BACKEND_QNNPACK && x->dtype == CQ_U8 &&
       !(pl.in_h == out_h && pl.in_w == out_w) && pl.in_h % out_h == 0 && pl.in_w % out_w == 0) {
     const int64_t kernel[2] = {pl.in_h / out_h, pl.in_w / out_w};
     const int64_t padding[2] = {0, 0};
-    for (int64_t c = 0; c < pl.planes; c++) {
-      qnnpack_avg_plane(x, *y, c * in_plane, c * out_plane, &pl, kernel, kernel, padding);
-    }
-    return CQ_OK;
+    return qnnpack_avgpool(x, *y, isa, &pl, kernel, kernel, padding);
   }
   const int nhwc = layout == CQ_QLAYOUT_NHWC && x->ndim == 4;
-  const int32_t zp = x->qparams->zero_point[0];
-  for (int64_t c = 0; c < pl.planes; c++) {
-    for (int64_t oh = 0; oh < out_h; oh++) {
-      const int64_t h0 = adaptive_start(oh, pl.in_h, out_h), h1 = adaptive_end(oh, pl.in_h, out_h);
-      for (int64_t ow = 0; ow < out_w; ow++) {
-        const int64_t w0 = adaptive_start(ow, pl.in_w, out_w);
-        const int64_t w1 = adaptive_end(ow, pl.in_w, out_w);
-        const int64_t kh = h1 - h0, kw = w1 - w0, size = kh * kw;
-        int64_t sum = 0;
-        for (int64_t ih = h0; ih < h1; ih++) {
-          for (int64_t iw = w0; iw < w1; iw++) sum += load_q(x, c * in_plane + ih * pl.in_w + iw);
-        }
-        int64_t v;
-        if (nhwc) {
-          const float mult = 1.0f / (float)size;
-          const float inv = 1.0f / (1.0f / mult);
-          v = round_to_int((float)(int32_t)(sum - size * zp) * inv) + zp;
-        } else {
-          const float khr = (float)(1.0 / (double)kh), kwr = (float)(1.0 / (double)kw);
-          v = round_to_int((float)sum * khr * kwr);
-        }
-        store_q(*y, c * out_plane + oh * out_w + ow, clamp_dtype(x, v));
-      }
-    }
+  cq_qpool_out o = {x->qparams->zero_point[0], x->dtype == CQ_U8 ? 0 : -128,
+                    x->dtype == CQ_U8 ? 255 : 127, 0};
+  if (x->dtype == CQ_U8) {
+    cq_qu8_adaptive_avgpool2d(isa, (size_t)pl.planes, pl.in_h, pl.in_w, out_h, out_w, !nhwc, &o,
+                              x->data, (*y)->data);
+  } else {
+    cq_qs8_adaptive_avgpool2d(isa, (size_t)pl.planes, pl.in_h, pl.in_w, out_h, out_w, !nhwc, &o,
+                              x->data, (*y)->data);
   }
   return CQ_OK;
 }
