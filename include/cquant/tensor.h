@@ -44,10 +44,16 @@ typedef struct cq_tensor {
   cq_dtype dtype;
   int ndim;                        /* 0..CQ_MAX_DIMS; 0 is a scalar with one element */
   int64_t shape[CQ_MAX_DIMS];
-  int64_t strides[CQ_MAX_DIMS];    /* in elements; always contiguous C order */
+  int64_t strides[CQ_MAX_DIMS];    /* in elements; always contiguous C order of `shape` */
   void *data;
   cq_qparams *qparams;             /* non-NULL for quantized tensors; owned by the tensor */
   int owns_data;
+  /* 1: a 4-D tensor whose data is stored [N, H, W, C] (PyTorch's channels_last) while `shape`
+   * and `strides` stay the logical [N, C, H, W]. Only intermediate quantized activations inside
+   * a model run carry it (a quantized conv writes its output that way so the next conv reads it
+   * without a transpose); every tensor a caller receives from cq_module_forward or a graph
+   * visit is contiguous (0). */
+  int channels_last;
 } cq_tensor;
 
 /* Creates a zero-filled tensor. Returns CQ_EINVAL for a bad ndim/dtype/negative dimension and

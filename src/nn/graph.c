@@ -51,11 +51,43 @@ static void graph_destroy(void *impl) {
   cq_free(p);
 }
 
+static int node_child(const cq_module *m, const graph_node *node);
+
+/* want[v] for every value: 1 when every node consuming v reads it channels-last (as
+ * cq_module_type.reads_channels_last answers, given what its own outputs are wanted as), and
+ * `after` for the graph's outputs. Nodes are in execution order, so going backwards every
+ * consumer of a value is seen before its producer. */
+static void plan_layouts(const cq_module *m, int after, int *want) {
+  const graph_impl *p = m->impl;
+  for (int v = 0; v < p->nvalues; v++) want[v] = 1;
+  for (int i = 0; i < p->noutputs; i++) want[p->outputs[i]] &= after;
+  for (int k = p->nnodes - 1; k >= 0; k--) {
+    const graph_node *node = &p->nodes[k];
+    const int c = node_child(m, node);
+    int wanted = 1;
+    for (int i = 0; i < node->nout; i++) wanted &= want[node->outputs[i]];
+    const int reads = c >= 0 ? cq_module_reads_channels_last(m->children[c], wanted) : 0;
+    for (int i = 0; i < node->nin; i++) want[node->inputs[i]] &= reads;
+  }
+}
+
+static int graph_reads_channels_last(const cq_module *m, int after) {
+  const graph_impl *p = m->impl;
+  int *want = cq_malloc_for((size_t)p->nvalues * sizeof *want, "graph layout plan");
+  if (!want) return 0; /* contiguous inputs are always right */
+  plan_layouts(m, after, want);
+  int reads = 1;
+  for (int i = 0; i < p->ninputs; i++) reads &= want[i];
+  cq_free(want);
+  return reads;
+}
+
 static const cq_module_type graph_type_template = {
     .name = "Graph",
     .forward = graph_forward,
     .destroy_impl = graph_destroy,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = graph_reads_channels_last,
 };
 
 int cq_is_graph(const cq_module *m) { return m && m->type->forward == graph_forward; }
@@ -289,7 +321,11 @@ cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *
   for (int i = 0; i < nin; i++) {
     if (!in[i]) return cq_fail(CQ_EINVAL, "%s: input %d is NULL", p->class_name, i);
   }
-  return run_nodes(g, ctx, nin, in, nout, out, visit, user);
+  st = run_nodes(g, ctx, nin, in, nout, out, visit, user);
+  for (int i = 0; i < nout && st == CQ_OK && cq_ctx_outermost(ctx); i++) {
+    st = cq_ctx_contiguous(ctx, out[i], &out[i]);
+  }
+  return st;
 }
 
 static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
@@ -299,15 +335,18 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
     return cq_module_fail(m, CQ_ESTATE, "no graph outputs declared (cq_graph_set_outputs)");
   }
   cq_tensor **values = cq_calloc_for((size_t)p->nvalues, sizeof *values, "graph values");
-  if (!values) return CQ_ENOMEM;
+  int *want = cq_malloc_for((size_t)p->nvalues * sizeof *want, "graph layout plan");
+  if (!values || !want) {
+    cq_free(values);
+    cq_free(want);
+    return CQ_ENOMEM;
+  }
+  plan_layouts(m, cq_ctx_channels_last_wanted(ctx), want);
   for (int i = 0; i < nin; i++) values[i] = in[i];
   cq_status st = CQ_OK;
   for (int k = 0; k < p->nnodes && st == CQ_OK; k++) {
     const graph_node *node = &p->nodes[k];
-    int c = node->child;
-    if (c < 0 || c >= m->nchildren || strcmp(m->child_names[c], node->name) != 0) {
-      c = child_index(m, node->name);
-    }
+    const int c = node_child(m, node);
     if (c < 0) {
       st = cq_module_fail(m, CQ_ESTATE, "node '%s': the child it calls is gone", node->name);
       break;
@@ -315,6 +354,9 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
     cq_tensor *args[CQ_MAX_IO];
     cq_tensor *res[CQ_MAX_IO] = {0};
     for (int i = 0; i < node->nin; i++) args[i] = values[node->inputs[i]];
+    int wanted = 1;
+    for (int i = 0; i < node->nout; i++) wanted &= want[node->outputs[i]];
+    cq_ctx_hint_channels_last(ctx, wanted);
     st = cq_module_forward(m->children[c], ctx, node->nin, args, node->nout, res);
     if (st != CQ_OK) {
       st = cq_fail_context(st, "%s node '%s'", p->class_name, node->name);
@@ -327,13 +369,27 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
       }
       values[node->outputs[i]] = res[i];
     }
-    if (st == CQ_OK && visit) st = visit(node->name, m->children[c], node->nout, res, user);
+    if (st == CQ_OK && visit) { /* the visitor sees contiguous tensors, as any caller does */
+      cq_tensor *seen[CQ_MAX_IO];
+      for (int i = 0; i < node->nout && st == CQ_OK; i++) st = cq_ctx_contiguous(ctx, res[i], &seen[i]);
+      if (st == CQ_OK) st = visit(node->name, m->children[c], node->nout, seen, user);
+    }
   }
   if (st == CQ_OK) {
     for (int i = 0; i < nout; i++) out[i] = values[p->outputs[i]];
   }
   cq_free(values);
+  cq_free(want);
   return st;
+}
+
+/* The child a node calls (its cached index, or found by name after edits), or -1. */
+static int node_child(const cq_module *m, const graph_node *node) {
+  int c = node->child;
+  if (c < 0 || c >= m->nchildren || strcmp(m->child_names[c], node->name) != 0) {
+    c = child_index(m, node->name);
+  }
+  return c;
 }
 
 /* --- introspection ----------------------------------------------------------------------------- */

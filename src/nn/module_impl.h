@@ -37,6 +37,13 @@ typedef struct cq_module_type {
   void (*destroy_impl)(void *impl);
   /* Accepted number of inputs and produced number of outputs (nout_max >= 1). */
   int nin_min, nin_max, nout_min, nout_max;
+  /* Channels-last activations (cq_tensor.channels_last). A producer (a quantized conv) writes
+   * its output channels-last only when whoever consumes it reads that layout directly; this says
+   * whether m does, given an input stored that way: 1 when forward reads it as it is, 0 when it
+   * needs it contiguous (cq_module_forward then hands forward a contiguous copy, so no forward
+   * ever misreads one). `after` is the same answer for what consumes m's output, for modules that
+   * pass their input on (Identity: `after`; containers: their first consumer's answer). NULL: 0. */
+  int (*reads_channels_last)(const cq_module *m, int after);
 } cq_module_type;
 
 struct cq_module {
@@ -79,6 +86,25 @@ cq_module *cq_module_detach_child(cq_module *m, const char *name);
 cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
                         cq_tensor **out);
 int cq_ctx_grad_enabled(const cq_ctx *ctx);
+/* x itself when it is contiguous, else a contiguous copy owned by ctx (same dtype, shape and
+ * qparams; the data moved from [N, H, W, C] to [N, C, H, W]). */
+cq_status cq_ctx_contiguous(cq_ctx *ctx, cq_tensor *x, cq_tensor **out);
+/* 1 when no cq_module_forward call is running on ctx (a caller-facing result is being made). */
+int cq_ctx_outermost(const cq_ctx *ctx);
+/* cq_module_type.reads_channels_last of m (0 when the type has none). */
+int cq_module_reads_channels_last(const cq_module *m, int after);
+/* A container, before calling a child through cq_module_forward: whether what consumes that
+ * child's output reads channels-last (the child sees it as cq_ctx_channels_last_wanted). */
+void cq_ctx_hint_channels_last(cq_ctx *ctx, int wanted);
+/* Inside forward: 1 when the output may be written channels-last (its consumer reads it so and
+ * channels-last is enabled). Always 0 for the outermost call: callers get contiguous tensors. */
+int cq_ctx_channels_last_wanted(const cq_ctx *ctx);
+/* The reads_channels_last of types that pass their input on unchanged (Identity): `after`. */
+int cq_reads_channels_last_passes(const cq_module *m, int after);
+/* Whether producers may write channels-last activations (default 1). Test hook: with 0 every
+ * module writes contiguous tensors, the reference the channels-last runs are checked against. */
+int cq_channels_last_enabled(void);
+void cq_debug_channels_last(int enabled);
 /* Attaches `saved` to the call being recorded (freed with free_saved when the ctx resets). */
 void cq_ctx_save(cq_ctx *ctx, void *saved, void (*free_saved)(void *));
 

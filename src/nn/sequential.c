@@ -1,20 +1,51 @@
 /* nn.Sequential: children "0", "1", ... run one after the other. */
 #include <stdio.h>
 
+#include "core/alloc.h"
 #include "cquant/modules.h"
 #include "nn/module_impl.h"
+
+/* wants[i]: whether child i's output is read channels-last by what follows it (the last child's
+ * by the Sequential's own consumer, `after`), computed from the back. */
+static void children_want(const cq_module *m, int after, int *wants) {
+  for (int i = m->nchildren - 1; i >= 0; i--) {
+    wants[i] = after;
+    after = cq_module_reads_channels_last(m->children[i], after);
+  }
+}
+
+static int sequential_reads_channels_last(const cq_module *m, int after) {
+  for (int i = m->nchildren - 1; i >= 0; i--) after = cq_module_reads_channels_last(m->children[i], after);
+  return after;
+}
+
+#define SEQ_STACK_CHILDREN 64
 
 static cq_status sequential_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in,
                                     int nout, cq_tensor **out) {
   (void)nin;
   (void)nout;
   cq_tensor *x = in[0];
-  for (int i = 0; i < m->nchildren; i++) {
-    cq_tensor *y = NULL;
-    cq_status st = cq_module_forward1(m->children[i], ctx, x, &y);
-    if (st != CQ_OK) return cq_fail_context(st, "Sequential child (%s)", m->child_names[i]);
-    x = y;
+  int stack_wants[SEQ_STACK_CHILDREN];
+  int *wants = stack_wants;
+  if (m->nchildren > SEQ_STACK_CHILDREN) {
+    wants = cq_malloc_for((size_t)m->nchildren * sizeof *wants, "Sequential layout plan");
+    if (!wants) return CQ_ENOMEM;
   }
+  children_want(m, cq_ctx_channels_last_wanted(ctx), wants);
+  cq_status st = CQ_OK;
+  for (int i = 0; i < m->nchildren && st == CQ_OK; i++) {
+    cq_tensor *y = NULL;
+    cq_ctx_hint_channels_last(ctx, wants[i]);
+    st = cq_module_forward1(m->children[i], ctx, x, &y);
+    if (st != CQ_OK) {
+      st = cq_fail_context(st, "Sequential child (%s)", m->child_names[i]);
+    } else {
+      x = y;
+    }
+  }
+  if (wants != stack_wants) cq_free(wants);
+  if (st != CQ_OK) return st;
   out[0] = x;
   return CQ_OK;
 }
@@ -23,6 +54,7 @@ static const cq_module_type sequential_type = {
     .name = "Sequential",
     .forward = sequential_forward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = sequential_reads_channels_last,
 };
 
 cq_status cq_sequential_append(cq_module *seq, cq_module *child) {

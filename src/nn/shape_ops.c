@@ -65,6 +65,7 @@ static const cq_module_type identity_type = {
     .name = "Identity",
     .forward = identity_forward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = cq_reads_channels_last_passes, /* the output is the input */
 };
 
 cq_status cq_identity(cq_module **out) { return cq_module_new(&identity_type, NULL, out); }

@@ -55,6 +55,9 @@ static int vnni_helpers(cq_isa isa) {
 }
 
 const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->path]; }
+cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op) {
+  return op->p->depthwise ? CQ_CONV_NCHW : CQ_CONV_NHWC;
+}
 cq_isa cq_qconv_isa(const cq_qconv_op *op) { return op->isa; }
 
 void cq_qconv_destroy(cq_qconv_op *op) {
@@ -347,6 +350,21 @@ static void to_planes_part(void *ctx, int thread, int64_t begin, int64_t end) {
   }
 #endif
   cq_conv_to_nchw_rows__scalar(j->x_nhwc, j->im.c, j->im.h, j->im.w, begin, end, dst);
+}
+
+void cq_u8_nhwc_to_nchw(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, uint8_t *y) {
+  cq_isa isa = CQ_ISA_SCALAR;
+  if (cq_isa_active(&isa) != CQ_OK) isa = CQ_ISA_SCALAR;
+  const int64_t image = c * h * w;
+  for (int64_t i = 0; i < n; i++) {
+#if CQ_ARCH_X86
+    if (vnni_helpers(isa)) {
+      cq_conv_to_nchw_rows__avx512vnni(x + i * image, c, h, w, 0, h, y + i * image);
+      continue;
+    }
+#endif
+    cq_conv_to_nchw_rows__scalar(x + i * image, c, h, w, 0, h, y + i * image);
+  }
 }
 
 /* NCHW output planes (the depthwise staging) to the NHWC output: rows of the output image. */

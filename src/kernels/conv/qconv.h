@@ -115,6 +115,9 @@ void cq_qconv_destroy(cq_qconv_op *op);
 cq_isa cq_qconv_isa(const cq_qconv_op *op);
 /* "depthwise", "implicit" or "im2col" (see the top of this file). */
 const char *cq_qconv_path_name(const cq_qconv_op *op);
+/* The output layout the op's path writes without a conversion: NCHW for depthwise (planes), NHWC
+ * otherwise. */
+cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op);
 
 /* Bytes of workspace cq_qconv_run needs for images of h x w in these layouts with a pool of
  * `threads` threads (the result of cq_threadpool_threads), or 0 when the output would be empty. */
@@ -242,6 +245,10 @@ void cq_u8_dwconv__scalar(const cq_conv_dw *d, int64_t c, const uint8_t *plane, 
  * bytes past a row's last window, which the plane's slack covers. */
 void cq_u8_dwconv__neon(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y,
                         int32_t x_zp, const cq_requant_params *rq);
+
+/* x [n, h, w, c] (NHWC bytes: quint8 or qint8) rewritten as y [n, c, h, w] (NCHW), with the
+ * fastest form cq_isa_active() allows. x and y must not overlap. */
+void cq_u8_nhwc_to_nchw(const uint8_t *x, int64_t n, int64_t c, int64_t h, int64_t w, uint8_t *y);
 
 /* Layout helpers. to_nhwc_rows: rows [r0, r1) of the zero-point-padded NHWC image (Hp x Wp x C,
  * padding ph, pw) from one image x in either layout. */

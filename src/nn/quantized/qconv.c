@@ -5,10 +5,12 @@
  * is  acc[o] = sum over the window of (x - zx) * (w[o] - zw[o]), padding contributing 0 (PyTorch's
  * engines pad with the input zero point); the kernels of kernels/conv/qconv.h compute it (the
  * weight is packed once at construction) and requantize with the engine's rule, bit-identically on
- * every ISA and thread count. Activations stay in cquant's NCHW layout: the kernels read NCHW
- * directly (depthwise planes) or build one padded copy of the image per call in the layout their
- * path reads (NHWC, or the kernel-row-interleaved image of small-C inputs), and write NCHW (16 x 16
- * byte transposes in the output stage).
+ * every ISA and thread count. Layout: a 2-D conv reads its input in whichever layout it comes
+ * (NCHW from Quantize, channels-last from another conv) and writes the layout its kernel path
+ * produces natively (cq_qconv_native_output: channels-last, or NCHW planes for depthwise), marked
+ * on the tensor (cq_tensor.channels_last) when its consumer reads that layout
+ * (cq_ctx_channels_last_wanted: another conv), else NCHW through the transposing output stage.
+ * A chain of convs thus never transposes between them, and nothing else pays for it.
  *
  * The operator binding the packed weight to the input's qparams (requantization constants, zero
  * point terms) is cached per (ISA, input scale, input zero point), a few entries under a mutex, so
@@ -187,11 +189,17 @@ static cq_status qconv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
   void *ws = NULL;
   if (st == CQ_OK) {
     cq_threadpool *tp = cq_default_threadpool();
-    const size_t bytes = cq_qconv_workspace_size(op, s.height, s.width, CQ_CONV_NCHW, CQ_CONV_NCHW,
+    /* 4-D activations stay in the layout the kernels work in from one conv to the next */
+    const cq_conv_layout in_layout = x->channels_last ? CQ_CONV_NHWC : CQ_CONV_NCHW;
+    const cq_conv_layout out_layout = p->dims == 2 && cq_ctx_channels_last_wanted(ctx)
+                                          ? cq_qconv_native_output(op)
+                                          : CQ_CONV_NCHW;
+    y->channels_last = out_layout == CQ_CONV_NHWC;
+    const size_t bytes = cq_qconv_workspace_size(op, s.height, s.width, in_layout, out_layout,
                                                  cq_threadpool_threads(tp));
     ws = cq_malloc_for(bytes, "convolution workspace");
-    st = ws ? cq_qconv_run(op, x->data, CQ_CONV_NCHW, s.batch, s.height, s.width, y->data,
-                           CQ_CONV_NCHW, ws, bytes, tp)
+    st = ws ? cq_qconv_run(op, x->data, in_layout, s.batch, s.height, s.width, y->data,
+                           out_layout, ws, bytes, tp)
             : CQ_ENOMEM;
   }
   cq_free(ws);
@@ -241,6 +249,14 @@ static void qconv_extra_repr(const cq_module *m, cq_strbuf *sb) {
   if (!p->has_bias && p->engine != CQ_BACKEND_QNNPACK) cq_strbuf_append(sb, ", bias=False");
 }
 
+/* A 2-D conv reads channels-last input in place; depthwise works on NCHW planes and would convert
+ * anyway, so it takes NCHW (its producer then writes NCHW directly). */
+static int qconv_reads_channels_last(const cq_module *m, int after) {
+  (void)after;
+  const qconv_impl *p = m->impl;
+  return p->dims == 2 && !(p->in_channels == p->groups && p->out_channels == p->groups);
+}
+
 #define QCONV_TYPE(var, type_name)                                                \
   static const cq_module_type var = {                                             \
       .name = type_name,                                                          \
@@ -248,6 +264,7 @@ static void qconv_extra_repr(const cq_module *m, cq_strbuf *sb) {
       .extra_repr = qconv_extra_repr,                                             \
       .destroy_impl = qconv_destroy,                                              \
       .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,                   \
+      .reads_channels_last = qconv_reads_channels_last,                           \
   }
 
 QCONV_TYPE(qconv1d_type, "QuantizedConv1d");

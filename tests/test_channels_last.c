@@ -1,0 +1,250 @@
+/* Channels-last activations inside a model run: a quantized conv whose consumer is another conv
+ * writes its output channels-last (cq_tensor.channels_last) and the next conv reads it as it is;
+ * modules that do not read that layout get contiguous copies from cq_module_forward; every tensor
+ * a caller receives (the result of the outermost forward, the outputs a graph visitor sees) is
+ * contiguous.
+ *
+ * References: the same converted model with channels-last turned off (cq_debug_channels_last(0):
+ * every conv writes NCHW, as the golden tests check against PyTorch), and the model run one node at
+ * a time from the outside (every node then gets and gives contiguous tensors). All three runs must
+ * give the same bytes. The layout conversion itself is checked against a naive loop. */
+#include <math.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "cquant/cquant.h"
+#include "kernels/conv/qconv.h"
+#include "nn/module_impl.h"
+#include "support/build.h"
+#include "support/check.h"
+
+#define OK(expr) CHECK_MSG((expr) == CQ_OK, "%s: %s", #expr, cq_last_error())
+
+static cq_tensor *ramp(int64_t n, int64_t c, int64_t h, int64_t w, float step) {
+  int64_t shape[4] = {n, c, h, w};
+  cq_tensor *t = NULL;
+  OK(cq_tensor_create(&t, CQ_F32, 4, shape));
+  float *p = t->data;
+  for (int64_t i = 0; i < n * c * h * w; i++) p[i] = sinf((float)i * step) + 0.3f * cosf((float)i);
+  return t;
+}
+
+static cq_module *conv(int64_t in, int64_t out, int64_t k, int64_t pad, int64_t stride,
+                       int64_t groups) {
+  cq_conv_options o = cq_conv_defaults(in, out, k, k);
+  o.padding[0] = o.padding[1] = pad;
+  o.stride[0] = o.stride[1] = stride;
+  o.groups = groups;
+  cq_module *m = NULL;
+  return tb_made(cq_conv2d(&m, &o), &m);
+}
+
+static cq_module *maxpool(int64_t k) {
+  cq_pool_options o = cq_pool_defaults(k, k);
+  cq_module *m = NULL;
+  return tb_made(cq_maxpool2d(&m, &o), &m);
+}
+
+static cq_module *flatten(void) {
+  cq_module *m = NULL;
+  return tb_made(cq_flatten(&m, 1, -1), &m);
+}
+
+/* conv chains with every conv path (small-C implicit, implicit, depthwise, strided im2col), a
+ * module that does not read channels-last (max pool) between convs, and a flatten + linear head */
+static cq_module *model(int variant) {
+  cq_manual_seed(11 + (uint64_t)variant);
+  if (variant == 0) {
+    cq_module *c[] = {conv(3, 16, 3, 1, 1, 1), tb_simple(cq_relu), conv(16, 32, 3, 1, 1, 1),
+                      tb_simple(cq_relu), conv(32, 32, 3, 1, 1, 32), conv(32, 24, 1, 0, 1, 1),
+                      conv(24, 16, 3, 1, 2, 1)};
+    return tb_seq(7, c);
+  }
+  cq_module *c[] = {conv(3, 8, 3, 1, 1, 1), tb_simple(cq_relu), maxpool(2),
+                    conv(8, 16, 3, 0, 1, 1), tb_simple(cq_relu), flatten(),
+                    tb_linear(16 * 4 * 4, 10)};
+  return tb_seq(7, c);
+}
+
+static void quantize(cq_module *g) {
+  cq_graph_quant_options o = cq_graph_quant_defaults();
+  OK(cq_prepare_graph(g, &o));
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  for (int i = 0; i < 3; i++) {
+    cq_tensor *x = ramp(2, 3, 12, 12, 0.11f + 0.07f * (float)i), *y = NULL;
+    OK(cq_module_forward1(g, ctx, x, &y));
+    cq_ctx_reset(ctx);
+    cq_tensor_free(x);
+  }
+  OK(cq_convert_graph(g, &o));
+  cq_ctx_free(ctx);
+}
+
+typedef struct seen {
+  int tensors, channels_last;
+} seen;
+
+static cq_status visit(const char *name, cq_module *m, int nout, cq_tensor *const *out, void *user) {
+  (void)name;
+  (void)m;
+  seen *s = user;
+  for (int i = 0; i < nout; i++) {
+    s->tensors++;
+    s->channels_last += out[i]->channels_last;
+  }
+  return CQ_OK;
+}
+
+static int same_bytes(const cq_tensor *a, const cq_tensor *b) {
+  return a && b && a->dtype == b->dtype && a->ndim == b->ndim &&
+         !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim) &&
+         cq_tensor_nbytes(a) == cq_tensor_nbytes(b) &&
+         !memcmp(a->data, b->data, cq_tensor_nbytes(a));
+}
+
+static void test_model(int variant) {
+  cq_module *g = model(variant);
+  cq_module_train(g, 0);
+  quantize(g);
+  CHECK(cq_is_graph(g));
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_tensor *x = ramp(2, 3, 12, 12, 0.23f);
+
+  /* whole model at once: channels-last between the convs */
+  cq_tensor *whole = NULL, *plain = NULL;
+  OK(cq_module_forward1(g, ctx, x, &whole));
+  CHECK(whole && !whole->channels_last);
+  cq_debug_channels_last(0);
+  OK(cq_module_forward1(g, ctx, x, &plain));
+  cq_debug_channels_last(1);
+  CHECK_MSG(same_bytes(whole, plain), "variant %d: channels-last run differs from the NCHW run",
+            variant);
+
+  /* node by node from the outside, in execution order (these graphs are chains) */
+  cq_tensor *y = x;
+  const int nodes = cq_graph_num_nodes(g);
+  for (int i = 0; i < nodes && y; i++) {
+    cq_graph_node_info node;
+    OK(cq_graph_node(g, i, &node));
+    cq_tensor *next = NULL;
+    OK(cq_module_forward1(node.module, ctx, y, &next));
+    CHECK_MSG(next && !next->channels_last, "node %s: a caller got a channels-last tensor",
+              node.name);
+    y = next;
+  }
+  CHECK_MSG(same_bytes(whole, y), "variant %d: whole-model output differs from the node-by-node "
+            "run", variant);
+
+  /* a visitor sees contiguous tensors only */
+  seen s = {0, 0};
+  cq_tensor *visited = NULL;
+  OK(cq_graph_forward_visit(g, ctx, 1, &x, 1, &visited, visit, &s));
+  CHECK_INT_EQ(s.tensors, nodes);
+  CHECK_INT_EQ(s.channels_last, 0);
+  CHECK(same_bytes(whole, visited));
+
+  cq_tensor_free(x);
+  cq_ctx_free(ctx);
+  cq_module_free(g);
+}
+
+/* Inside a run the layout is really channels-last: a module type of this test that runs a
+ * quantized conv and looks at what it got back. */
+typedef struct probe {
+  cq_module *conv; /* borrowed */
+  cq_module *next; /* borrowed, may be NULL: run on the conv's output */
+  int inner_channels_last;
+} probe;
+
+static cq_status probe_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                               cq_tensor **out) {
+  (void)nin;
+  (void)nout;
+  probe *p = m->impl;
+  cq_ctx_hint_channels_last(ctx, 1); /* as a container does when a conv comes next */
+  cq_status st = cq_module_forward1(p->conv, ctx, in[0], &out[0]);
+  if (st == CQ_OK) p->inner_channels_last = out[0]->channels_last;
+  /* a module that does not read channels-last gets a contiguous copy from cq_module_forward */
+  if (st == CQ_OK && p->next) st = cq_module_forward1(p->next, ctx, out[0], &out[0]);
+  return st;
+}
+
+static const cq_module_type probe_type = {
+    .name = "Probe",
+    .forward = probe_forward,
+    .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+};
+
+static void test_inside_a_run(void) {
+  cq_module *c[] = {conv(3, 16, 3, 1, 1, 1)};
+  cq_module *g = tb_seq(1, c);
+  cq_module_train(g, 0);
+  quantize(g);
+  cq_module *quant = cq_module_find(g, "input_quant"), *qconv = NULL;
+  for (int i = 0; i < g->nchildren; i++) {
+    if (strstr(cq_module_type_name(g->children[i]), "QuantizedConv")) qconv = g->children[i];
+  }
+  CHECK(quant != NULL && qconv != NULL);
+  if (!quant || !qconv) {
+    cq_module_free(g);
+    return;
+  }
+  probe *pi = cq_calloc_for(1, sizeof *pi, "probe");
+  cq_module *pm = NULL;
+  OK(cq_module_new(&probe_type, pi, &pm));
+  pi->conv = qconv;
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_tensor *x = ramp(1, 3, 9, 9, 0.3f), *q = NULL, *y = NULL, *direct = NULL;
+  OK(cq_module_forward1(quant, ctx, x, &q));
+  OK(cq_module_forward1(pm, ctx, q, &y));
+  CHECK_INT_EQ(pi->inner_channels_last, 1); /* what the conv wrote, seen inside the run */
+  CHECK(y && !y->channels_last);             /* what the caller got */
+  OK(cq_module_forward1(qconv, ctx, q, &direct));
+  CHECK(same_bytes(direct, y));
+  /* conv (channels-last inside) -> max pool (reads contiguous) */
+  cq_module *pool = maxpool(2);
+  cq_tensor *pooled = NULL, *pooled_direct = NULL;
+  pi->next = pool;
+  OK(cq_module_forward1(pm, ctx, q, &pooled));
+  CHECK_INT_EQ(pi->inner_channels_last, 1);
+  OK(cq_module_forward1(pool, ctx, direct, &pooled_direct));
+  CHECK(same_bytes(pooled_direct, pooled));
+  cq_module_free(pool);
+  cq_tensor_free(x);
+  cq_ctx_free(ctx);
+  cq_module_free(pm);
+  cq_module_free(g);
+}
+
+static void test_conversion(void) {
+  const int64_t dims[][4] = {{1, 1, 1, 1}, {2, 3, 5, 7}, {1, 64, 4, 16}, {2, 70, 3, 17},
+                             {1, 130, 2, 33}, {3, 16, 16, 1}};
+  for (size_t t = 0; t < sizeof dims / sizeof dims[0]; t++) {
+    const int64_t n = dims[t][0], c = dims[t][1], h = dims[t][2], w = dims[t][3];
+    const size_t bytes = (size_t)(n * c * h * w);
+    uint8_t *x = cq_malloc_for(bytes, "x"), *y = cq_malloc_for(bytes, "y");
+    for (size_t i = 0; i < bytes; i++) x[i] = (uint8_t)(i * 131u + 7u);
+    cq_u8_nhwc_to_nchw(x, n, c, h, w, y);
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t r = 0; r < h; r++)
+          for (int64_t col = 0; col < w; col++)
+            bad += y[((i * c + ch) * h + r) * w + col] != x[((i * h + r) * w + col) * c + ch];
+    CHECK_MSG(bad == 0, "NHWC -> NCHW of %lldx%lldx%lldx%lld: %d bytes wrong", (long long)n,
+              (long long)c, (long long)h, (long long)w, bad);
+    cq_free(x);
+    cq_free(y);
+  }
+}
+
+int main(void) {
+  test_conversion();
+  test_model(0);
+  test_model(1);
+  test_inside_a_run();
+  return check_summary("test_channels_last");
+}
