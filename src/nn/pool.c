@@ -461,6 +461,9 @@ static const cq_module_type maxpool_type = {
     .backward = maxpool_backward,
     .extra_repr = maxpool_extra_repr,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    /* a quantized channels-last input stays channels-last (cq_qop_maxpool2d): worth it when the
+     * consumer reads that layout too */
+    .reads_channels_last = cq_reads_channels_last_passes,
 };
 
 static const cq_module_type avgpool_type = {

@@ -97,7 +97,7 @@ typedef struct cq_qpool2d {
 } cq_qpool2d;
 
 /* max_pool2d over [N, C, H, W] or [C, H, W]: max of the integers, padding ignored; the input's
- * qparams. QNNPACK's kernel (engine QNNPACK, quint8, no ceil_mode) clamps window coordinates into
+ * qparams. A channels-last quint8 input gives a channels-last output. QNNPACK's kernel (engine QNNPACK, quint8, no ceil_mode) clamps window coordinates into
  * the image instead of skipping the padding, so with dilation > 1 and padding it also sees the
  * border elements the clamped taps land on; cquant does the same there. */
 cq_status cq_qop_maxpool2d(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,

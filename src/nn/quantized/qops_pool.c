@@ -153,6 +153,15 @@ cq_status cq_qop_maxpool2d(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
   kernel_geometry(&pl, p, &g);
   /* QNNPACK's kernel (engine QNNPACK, quint8, no ceil_mode) clamps its taps into the image */
   const int clamp_taps = engine == CQ_BACKEND_QNNPACK && x->dtype == CQ_U8 && !p->ceil_mode;
+  if (x->channels_last) { /* [N, H, W, C] in, the same layout out (channels in the lanes) */
+    if (x->ndim != 4 || x->dtype != CQ_U8) {
+      return cq_qmod_fail(m, CQ_EINVAL, "a channels-last input must be a 4-D quint8 tensor");
+    }
+    cq_qu8_maxpool2d_nhwc(isa, clamp_taps, (size_t)x->shape[0], (size_t)x->shape[1], &g, x->data,
+                          (*y)->data);
+    (*y)->channels_last = 1;
+    return CQ_OK;
+  }
   _Alignas(64) uint8_t stack[STACK_SCRATCH];
   void *heap;
   void *scratch = scratch_for(cq_qpool_max2d_scratch(&g), stack, &heap);
