@@ -27,6 +27,12 @@
  * cannot run a shape, that result says "xnnpack": "unsupported: <why>" instead of figures.
  * XNNPACK's thread pool is a pthreadpool of T threads (none for one thread).
  *
+ * One-thread results also carry the weight-streaming floor: "weights_read_ms" is one pass of plain
+ * vector loads over the packed weights (every byte read once, nothing computed), the least time
+ * any GEMM that reads each weight once can take on this core; "onednn_over_floor" is therefore the
+ * largest ratio against oneDNN any implementation can reach, and "cquant_over_floor" how far
+ * cquant is from it. With M = 1 or 16 both libraries stream the weights from L2.
+ *
  * Both anchors are optional at build time: oneDNN (CQ_HAVE_DNNL, Debian's libdnnl-dev) and
  * XNNPACK (CQ_HAVE_XNNPACK, Debian's libxnnpack-dev and libpthreadpool-dev); a missing one is
  * left out of the output. oneDNN uses OpenMP here: its thread count is set through
@@ -39,6 +45,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "core/cpu.h"
 #include "core/threadpool.h"
@@ -134,6 +144,52 @@ static void cq_call(void *ctx) {
     st = cq_qgemm_run(b->op, b->x, b->m, b->k, b->y, b->n, b->tp);
   }
   if (st != CQ_OK) b->failed = 1;
+}
+
+/* ---- the weight-streaming floor ------------------------------------------------------------- */
+
+/* One pass of plain vector loads over the packed weights (every byte read once, nothing
+ * computed): no GEMM that reads each weight once can run faster than this on one core. With
+ * few rows (M = 1, 16) both libraries stream the weights from L2, so the floor bounds the ratio
+ * any implementation can reach against oneDNN: onednn_ms / floor_ms. */
+typedef struct floor_bench {
+  const uint8_t *w;
+  size_t bytes;
+  volatile uint64_t sink;
+} floor_bench;
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static uint64_t stream_avx512(const uint8_t *w, size_t bytes) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 256 <= bytes; i += 256) {
+    a0 = _mm512_add_epi32(a0, _mm512_load_si512((const void *)(w + i)));
+    a1 = _mm512_add_epi32(a1, _mm512_load_si512((const void *)(w + i + 64)));
+    a2 = _mm512_add_epi32(a2, _mm512_load_si512((const void *)(w + i + 128)));
+    a3 = _mm512_add_epi32(a3, _mm512_load_si512((const void *)(w + i + 192)));
+  }
+  uint64_t s = (uint64_t)_mm512_reduce_add_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+  for (; i < bytes; i++) s += w[i];
+  return s;
+}
+#endif
+
+static void floor_call(void *ctx) {
+  floor_bench *f = ctx;
+  uint64_t s = 0;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) {
+    f->sink += stream_avx512(f->w, f->bytes);
+    return;
+  }
+#endif
+  for (size_t i = 0; i < f->bytes; i += 8) {
+    uint64_t v;
+    memcpy(&v, f->w + i, 8);
+    s += v;
+  }
+  f->sink += s;
 }
 
 /* ---- oneDNN ---------------------------------------------------------------------------------- */
@@ -380,6 +436,10 @@ int main(int argc, char **argv) {
       double *cq_ms = calloc((size_t)reps, sizeof(double));
       cq_call(&b); /* warm-up */
       const long cq_calls = calibrate(cq_call, &b, min_ms);
+      /* the floor is a one-core figure */
+      floor_bench fl = {(const uint8_t *)packed->w, (size_t)packed->panels * packed->panel_bytes, 0};
+      double *fl_ms = calloc((size_t)reps, sizeof(double));
+      const long fl_calls = t == 1 ? calibrate(floor_call, &fl, min_ms) : 0;
 #ifdef CQ_HAVE_DNNL
       double *dn_ms = calloc((size_t)reps, sizeof(double));
       dnnl_call(&d);
@@ -412,6 +472,7 @@ int main(int argc, char **argv) {
       for (int r = 0; r < reps; r++) {
         pause_ms(30);
         cq_ms[r] = time_batch(cq_call, &b, cq_calls);
+        if (fl_calls) fl_ms[r] = time_batch(floor_call, &fl, fl_calls);
 #ifdef CQ_HAVE_DNNL
         pause_ms(30);
         dn_ms[r] = time_batch(dnnl_call, &d, dn_calls);
@@ -429,8 +490,15 @@ int main(int argc, char **argv) {
       printf("%s\n    {\"m\": %lld, \"k\": %lld, \"n\": %lld, \"threads\": %d, \"cquant_ms\": %.5f, "
              "\"cquant_gops\": %.1f, \"cquant_ms_min\": %.5f", first ? "" : ",", (long long)m,
              (long long)k, (long long)n, t, cq_med, ops / cq_med * 1e-6, cq_min);
+      const double fl_med = fl_calls ? median(fl_ms, reps) : 0.0;
+      if (fl_calls) {
+        printf(", \"weights_bytes\": %zu, \"weights_read_ms\": %.5f, \"cquant_over_floor\": %.3f",
+               fl.bytes, fl_med, cq_med / fl_med);
+      }
+      free(fl_ms);
 #ifdef CQ_HAVE_DNNL
       const double dn_min = minimum(dn_ms, reps), dn_med = median(dn_ms, reps);
+      if (fl_calls) printf(", \"onednn_over_floor\": %.3f", dn_med / fl_med);
       printf(", \"onednn_ms\": %.5f, \"onednn_gops\": %.1f, \"onednn_ms_min\": %.5f, "
              "\"onednn_impl\": \"%s\", \"ratio\": %.3f, \"ratio_of_minima\": %.3f",
              dn_med, ops / dn_med * 1e-6, dn_min, d.impl, dn_med / cq_med, dn_min / cq_min);
