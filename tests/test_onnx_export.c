@@ -665,6 +665,21 @@ static void test_round_trips(void) {
   m = extra_ops_model(0);
   round_trip(m, 4, extra_shape, "rt_extra_ops.onnx", NULL);
   cq_module_free(m);
+  /* a model torch exported: LSTM classifier reading the last step with Gather (x[:, -1, :]),
+   * float and dynamically quantized (what `cquant quantize --mode dynamic` writes) */
+  const int64_t seq_shape[3] = {1, 28, 28};
+  for (int dyn = 0; dyn < 2; dyn++) {
+    m = NULL;
+    OK(cq_onnx_load(CQ_TEST_DATA_DIR "/onnx_accuracy/lstm.onnx", &m));
+    if (!m) continue;
+    if (dyn) {
+      cq_graph_quant_options o = cq_graph_quant_defaults();
+      OK(cq_quantize_dynamic_graph(m, &o));
+    }
+    round_trip(m, 3, seq_shape, dyn ? "rt_torch_lstm_dynamic.onnx" : "rt_torch_lstm.onnx",
+               "Gather");
+    cq_module_free(m);
+  }
 }
 
 /* ---- errors ------------------------------------------------------------------------------------------ */

@@ -1,5 +1,5 @@
 /* The ops imported graphs use (LeakyReLU, Hardsigmoid, Hardswish, BinaryConst, MatMul, Reshape,
- * Permute, Squeeze, Unsqueeze, ConvTranspose2d) and the converted QuantizedLeakyReLU /
+ * Permute, Squeeze, Unsqueeze, Gather, ConvTranspose2d) and the converted QuantizedLeakyReLU /
  * QuantizedHardswish, as ONNX nodes.
  *
  * On quantized tensors: LeakyReLU and the shape ops keep the input's qparams, Hardsigmoid gives
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/onnx_export.h"
+#include "io/onnx_import.h"
 #include "nn/layers.h"
 #include "nn/quantized/qmodules.h"
 
@@ -269,10 +270,40 @@ static cq_status emit_conv_transpose(ox_exporter *x, const ox_call *c) {
   return b->st;
 }
 
+/* Gather by constant indices (what torch writes for x[:, -1, :]): the indices as an int64
+ * initializer, 0-D for a scalar index (the axis is dropped). */
+static cq_status emit_gather(ox_exporter *x, const ox_call *c) {
+  int axis, scalar;
+  int64_t n;
+  const int64_t *index;
+  cq_status st = oi_gather_describe(c->m, &axis, &n, &index, &scalar);
+  if (st != CQ_OK) return st;
+  ox_builder *b = &x->b;
+  const ox_value *v = c->in[0];
+  if (axis >= v->ndim) return ox_fail(c, CQ_EUNSUPPORTED, "axis %d of a rank-%d input", axis, v->ndim);
+  const char *in[2] = {v->name, ox_init_i64(b, ox_printf(b, "%s_indices", c->path), scalar ? 0 : 1,
+                                            &n, index)};
+  Onnx__NodeProto *node;
+  ox_value *out = &c->out[0];
+  out->name = ox_op(x, c->path, c->path, "Gather", 2, in, NULL, &node);
+  ox_attr_int(b, node, "axis", axis);
+  out->ndim = 0;
+  for (int i = 0; i < v->ndim; i++) {
+    if (i != axis) {
+      out->dims[out->ndim++] = v->dims[i];
+    } else if (!scalar) {
+      out->dims[out->ndim++] = n;
+    }
+  }
+  requantize_like_input(x, c);
+  return b->st;
+}
+
 static const struct {
   const char *name;
   ox_emit_fn fn;
 } extra_emitters[] = {
+    {"Gather", emit_gather},
     {"LeakyReLU", emit_leaky_relu},
     {"Hardsigmoid", emit_hardsigmoid},
     {"Hardswish", emit_hardswish},

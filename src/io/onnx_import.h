@@ -228,6 +228,10 @@ cq_status oi_conv_attrs(oi_importer *im, const Onnx__NodeProto *node, const oi_v
  * axis is dropped, as x[:, k]). */
 cq_status oi_gather_module(cq_module **out, int axis, int64_t nindex, const int64_t *indices,
                            int scalar_index);
+/* What a Gather module made by oi_gather_module holds (pointers into the module), for export;
+ * CQ_EINVAL for any other module. */
+cq_status oi_gather_describe(const cq_module *m, int *axis, int64_t *nindex,
+                             const int64_t **indices, int *scalar_index);
 
 /* Normalises an axis for rank ndim ([-ndim, ndim-1]); fails naming `what`. */
 cq_status oi_axis(oi_importer *im, int64_t axis, int ndim, const char *what, int *out);

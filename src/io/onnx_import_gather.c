@@ -95,6 +95,17 @@ static const cq_module_type gather_type = {
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
 };
 
+cq_status oi_gather_describe(const cq_module *m, int *axis, int64_t *nindex,
+                             const int64_t **indices, int *scalar_index) {
+  if (!m || m->type != &gather_type) return cq_fail(CQ_EINVAL, "not a Gather module");
+  const gather_impl *p = m->impl;
+  *axis = p->axis;
+  *nindex = p->n;
+  *indices = p->index;
+  *scalar_index = p->scalar;
+  return CQ_OK;
+}
+
 cq_status oi_gather_module(cq_module **out, int axis, int64_t nindex, const int64_t *indices,
                            int scalar_index) {
   *out = NULL;
