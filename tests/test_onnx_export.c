@@ -680,6 +680,30 @@ static void test_round_trips(void) {
                "Gather");
     cq_module_free(m);
   }
+  /* a static QuantizedLinear on a 3-D input is written as MatMul([in, out] weight, per-channel
+   * along axis 1) + Add: it must come back as the same QuantizedLinear */
+  const int64_t ops_shape[3] = {2, 3, 4};
+  for (int pc = 0; pc < 2; pc++) {
+    m = NULL;
+    OK(cq_onnx_load(CQ_TEST_DATA_DIR "/golden/onnx_models/shape_ops.onnx", &m));
+    if (!m) continue;
+    cq_graph_quant_options o = cq_graph_quant_defaults();
+    o.per_channel = pc;
+    OK(cq_prepare_graph(m, &o));
+    cq_ctx *ctx = NULL;
+    OK(cq_ctx_create(&ctx));
+    for (int i = 0; i < 3; i++) {
+      cq_tensor *x = input_tensor(3, ops_shape, 0.3 * i), *y = NULL;
+      OK(cq_module_forward1(m, ctx, x, &y));
+      cq_tensor_free(x);
+      cq_ctx_reset(ctx);
+    }
+    cq_ctx_free(ctx);
+    OK(cq_convert_graph(m, &o));
+    round_trip(m, 3, ops_shape, pc ? "rt_matmul_static_pc.onnx" : "rt_matmul_static.onnx",
+               "QuantizedLinear");
+    cq_module_free(m);
+  }
 }
 
 /* ---- errors ------------------------------------------------------------------------------------------ */

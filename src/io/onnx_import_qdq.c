@@ -143,18 +143,22 @@ static cq_status dq_weight(oi_importer *im, oi_value *src, oi_value *y) {
   int64_t *q = cq_malloc_for(sizeof *q * (size_t)(n > 0 ? n : 1), "a quantized weight");
   if (!w->data || !w->dims || !q) st = CQ_ENOMEM;
   if (st == CQ_OK) st = oi_tensor_i64(im, t, "quantized weight", q, n);
+  /* per-channel along axis 0 (conv, Gemm [out, in]) or, for a 2-D weight, axis 1 (MatMul's
+   * [in, out]: one scale per output column) */
+  int column = 0;
   if (st == CQ_OK && w->qp.count > 1) {
     const int axis = w->qp.axis < 0 ? w->qp.axis + (int)t->n_dims : w->qp.axis;
-    if (axis != 0 || t->n_dims < 1 || t->dims[0] != w->qp.count) {
-      st = oi_fail(im, CQ_ESHAPE, "per-channel scales (%lld) must run along axis 0 of '%.80s'",
-                   (long long)w->qp.count, t->name);
+    column = axis == 1 && t->n_dims == 2;
+    if (!(axis == 0 || column) || t->n_dims < 1 || t->dims[axis] != w->qp.count) {
+      st = oi_fail(im, CQ_ESHAPE, "per-channel scales (%lld) must run along axis 0 of '%.80s' "
+                   "(or axis 1 of a 2-D weight)", (long long)w->qp.count, t->name);
     }
-    w->qp.axis = 0;
+    w->qp.axis = column ? 1 : 0;
   }
   if (st == CQ_OK) {
     const int64_t per = w->qp.count > 1 ? n / w->qp.count : n;
     for (int64_t i = 0; i < n; i++) {
-      const int64_t c = w->qp.count > 1 ? i / per : 0;
+      const int64_t c = w->qp.count <= 1 ? 0 : column ? i % w->qp.count : i / per;
       w->data[i] = (float)(q[i] - w->qp.zp[c]) * w->qp.scale[c];
     }
     w->qp.dtype = t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT8 ? CQ_QINT8 : CQ_QUINT8;
@@ -379,6 +383,32 @@ static cq_status finish_tail(oi_importer *im, const Onnx__NodeProto *q, size_t q
   return CQ_OK;
 }
 
+/* The qparams of a linear weight per output feature: along axis 0 of Gemm's [out, in], along axis
+ * 1 of MatMul's [in, out] (transposed: the Linear weight is [out, in]). */
+static cq_status linear_weight_qparams(oi_importer *im, const oi_dq_weight *w, int in_out,
+                                       cq_qparams *wq) {
+  oi_qdq_params p = w->qp;
+  if (p.count > 1) {
+    if (p.axis != (in_out ? 1 : 0)) {
+      return oi_fail(im, CQ_EUNSUPPORTED, "weight '%.80s' is per-channel along its input axis",
+                     w->source->name);
+    }
+    p.axis = 0;
+  }
+  return to_qparams(im, &p, wq);
+}
+
+/* MatMul's [in, out] weight as the [out, in] of a Linear (caller frees). */
+static float *transposed_weight(const oi_dq_weight *w) {
+  const int64_t in = w->proto.dims[0], outf = w->proto.dims[1];
+  float *wt = cq_malloc_for(sizeof *wt * (size_t)(in * outf > 0 ? in * outf : 1), "a weight");
+  if (!wt) return NULL;
+  for (int64_t i = 0; i < in; i++) {
+    for (int64_t o = 0; o < outf; o++) wt[o * in + i] = w->data[i * outf + o];
+  }
+  return wt;
+}
+
 static cq_status fold_conv(oi_importer *im, const Onnx__NodeProto *node, oi_value *x,
                            oi_dq_weight *w, int *handled);
 static cq_status fold_gemm(oi_importer *im, const Onnx__NodeProto *node, oi_value *x,
@@ -485,7 +515,7 @@ static cq_status fold_gemm(oi_importer *im, const Onnx__NodeProto *node, oi_valu
   memset(&wq, 0, sizeof wq);
   memset(&yq, 0, sizeof yq);
   float *bias = NULL;
-  st = to_qparams(im, &w->qp, &wq);
+  st = linear_weight_qparams(im, w, 0, &wq);
   if (st == CQ_OK) st = to_qparams(im, &f.out, &yq);
   if (st == CQ_OK && c) {
     bias = cq_malloc_for(sizeof *bias * (size_t)(outf > 0 ? outf : 1), "a bias");
@@ -502,6 +532,69 @@ static cq_status fold_gemm(oi_importer *im, const Onnx__NodeProto *node, oi_valu
   if (st == CQ_OK) {
     const oi_dim dims[2] = {x->dims[0], {outf, 0}};
     st = emit_folded(im, node, m, w->source->name, 1, &x, &f, 2, dims);
+    *handled = st == CQ_OK;
+  }
+  qdq_params_release(&f.out);
+  return st;
+}
+
+/* DQ(x) -> MatMul(DQ(w) [in, out]) [-> Add(bias)] [-> Relu] -> Q: what a QuantizedLinear on an
+ * input of any rank is written as -> QuantizedLinear(ReLU) with the file's integers. */
+static cq_status fold_matmul(oi_importer *im, const Onnx__NodeProto *node, oi_value *x,
+                             oi_dq_weight *w, int *handled) {
+  if (x->q.dtype != CQ_QUINT8 || x->ndim < 1 || w->proto.n_dims != 2) return CQ_OK;
+  const int64_t in = w->proto.dims[0], outf = w->proto.dims[1];
+  /* the bias: an Add of a float constant of `outf` values right after */
+  size_t add_index = 0;
+  const Onnx__NodeProto *add = next_op(im, node, "Add", &add_index);
+  const Onnx__TensorProto *bias_t = NULL;
+  if (add) {
+    for (size_t i = 0; i < 2 && i < add->n_input && !bias_t; i++) {
+      const int k = oi_find(im, add->input[i]);
+      if (k < 0 || im->values[k].kind != OI_CONST || im->values[k].dq_node >= 0) continue;
+      const Onnx__TensorProto *t = im->values[k].tensor;
+      int64_t n;
+      if (t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && t->n_dims == 1 &&
+          oi_tensor_check(im, t, "bias", &n) == CQ_OK && n == outf) {
+        bias_t = t;
+      }
+    }
+    if (!bias_t) return CQ_OK; /* some other Add: left to the float converters */
+  }
+  fold_ctx f;
+  if (!find_tail(im, add ? add : node, 1, &f.relu, &f.relu_index, &f.q_index, &f.q)) return CQ_OK;
+  if (!x->dims[x->ndim - 1].sym && x->dims[x->ndim - 1].v != in) {
+    return oi_fail(im, CQ_ESHAPE, "input has %lld features, weight '%.80s' expects %lld",
+                   (long long)x->dims[x->ndim - 1].v, w->source->name, (long long)in);
+  }
+  cq_status st = tail_qparams(im, f.q, &f.out);
+  if (st != CQ_OK) return st;
+  cq_qparams wq, yq;
+  memset(&wq, 0, sizeof wq);
+  memset(&yq, 0, sizeof yq);
+  float *bias = NULL, *wt = transposed_weight(w);
+  if (!wt) st = CQ_ENOMEM;
+  if (st == CQ_OK) st = linear_weight_qparams(im, w, 1, &wq);
+  if (st == CQ_OK) st = to_qparams(im, &f.out, &yq);
+  if (st == CQ_OK && bias_t) {
+    bias = cq_malloc_for(sizeof *bias * (size_t)(outf > 0 ? outf : 1), "a bias");
+    st = bias ? oi_tensor_f32(im, bias_t, "bias", bias, outf) : CQ_ENOMEM;
+  }
+  cq_module *m = NULL;
+  if (st == CQ_OK) {
+    st = cq_qmodule_linear(&m, in, outf, wt, bias, &wq, &yq, f.relu, im->engine);
+    if (st != CQ_OK) st = oi_fail(im, st, "%s", cq_last_error());
+  }
+  cq_free(wt);
+  cq_free(bias);
+  cq_qparams_release(&wq);
+  cq_qparams_release(&yq);
+  if (st == CQ_OK) {
+    oi_dim dims[CQ_MAX_DIMS];
+    memcpy(dims, x->dims, sizeof dims);
+    dims[x->ndim - 1] = (oi_dim){outf, 0};
+    st = emit_folded(im, node, m, w->source->name, 1, &x, &f, x->ndim, dims);
+    if (st == CQ_OK && add) im->done[add_index] = 1;
     *handled = st == CQ_OK;
   }
   qdq_params_release(&f.out);
@@ -671,8 +764,8 @@ static cq_status fold_dynamic_linear(oi_importer *im, const Onnx__NodeProto *nod
     if (st == CQ_OK) st = oi_attr_float(im, "beta", 1.0f, &beta);
     if (st != CQ_OK) return st;
     if (ta || !tb || alpha != 1.0f || beta != 1.0f || x->ndim != 2) return CQ_OK;
-  } else if (w->qp.count > 1) {
-    return CQ_OK; /* MatMul's [in, out] weight is per-channel along the wrong axis */
+  } else if (w->qp.count > 1 && w->qp.axis != 1) {
+    return CQ_OK; /* MatMul's [in, out] weight is per-channel along its input axis */
   }
   /* Gemm(transB=1): weight [out, in]; MatMul: [in, out] */
   const int64_t in = is_gemm ? w->proto.dims[1] : w->proto.dims[0];
@@ -689,11 +782,8 @@ static cq_status fold_dynamic_linear(oi_importer *im, const Onnx__NodeProto *nod
   float *wt = NULL, *bias = NULL;
   const float *wdata = w->data;
   if (!is_gemm) {
-    wt = cq_malloc_for(sizeof *wt * (size_t)(in * outf > 0 ? in * outf : 1), "a weight");
+    wt = transposed_weight(w);
     if (!wt) return CQ_ENOMEM;
-    for (int64_t i = 0; i < in; i++) {
-      for (int64_t o = 0; o < outf; o++) wt[o * in + i] = w->data[i * outf + o];
-    }
     wdata = wt;
   }
   if (c) {
@@ -702,7 +792,7 @@ static cq_status fold_dynamic_linear(oi_importer *im, const Onnx__NodeProto *nod
   }
   cq_qparams wq;
   memset(&wq, 0, sizeof wq);
-  if (st == CQ_OK) st = to_qparams(im, &w->qp, &wq);
+  if (st == CQ_OK) st = linear_weight_qparams(im, w, !is_gemm, &wq);
   cq_module *m = NULL;
   if (st == CQ_OK) {
     st = cq_qmodule_dynamic_linear(&m, in, outf, wdata, bias, &wq, 0, im->engine);
@@ -734,7 +824,9 @@ cq_status oi_qdq_try_fold(oi_importer *im, const Onnx__NodeProto *node, int *han
   }
   if (strcmp(op, "MatMul") == 0) {
     oi_dq_weight *w = dq_weight_input(im, node, 1);
-    return w ? fold_dynamic_linear(im, node, w, handled) : CQ_OK;
+    if (!w) return CQ_OK;
+    oi_value *x = dq_act_input(im, node, 0);
+    return x ? fold_matmul(im, node, x, w, handled) : fold_dynamic_linear(im, node, w, handled);
   }
   if (strcmp(op, "Add") == 0 || strcmp(op, "Mul") == 0 || strcmp(op, "Concat") == 0) {
     return fold_functional(im, node, handled);
