@@ -177,6 +177,8 @@ row run_unwritable 1 "/nonexistent-dir/y.npy" run "$D/cnn.onnx" "$D/cnn_in.npy" 
 row compare_mismatch 1 "quantized model" compare "$D/cnn.onnx" "$O/mlp_dyn.onnx" --input "$D/cnn_in.npy"
 row compare_float_only 1 "no quantized layer" compare "$D/cnn.onnx" "$D/cnn.onnx" --input "$D/cnn_in.npy"
 row dynamic_without_linear 1 "dynamic" quantize "$D/cnn.onnx" -o "$O/bad.onnx" --mode dynamic --exclude fc
+row requantize_static 1 "the model is already quantized" quantize "$O/cnn_q.onnx" -o "$O/bad.onnx" --mode static --calib "$D/cnn_x.npy"
+row requantize_dynamic 1 "the model is already quantized" quantize "$O/mlp_dyn.onnx" -o "$O/bad.onnx" --mode dynamic
 # usage errors
 row usage_no_mode 2 "--mode static|dynamic|qat is required" quantize "$D/cnn.onnx" -o "$O/bad.onnx"
 row usage_bad_mode 2 "--mode must be static, dynamic or qat" "${Q[@]}" --mode fast

@@ -537,6 +537,18 @@ static cq_status as_graph_model(cq_module *model, const char *fn) {
                  cq_module_type_name(model));
 }
 
+/* Quantizing a quantized model again is a mistake worth naming (rather than "nothing to
+ * quantize"). */
+static cq_status check_not_quantized(const char *fn, const cq_graph_node_info *info) {
+  const char *type = cq_module_type_name(info->module);
+  if (!strncmp(type, "Quantized", 9) || !strncmp(type, "DynamicQuantized", 16) ||
+      !strcmp(type, "Quantize")) {
+    return cq_fail(CQ_ESTATE, "%s: the model is already quantized (node '%s' is %s)", fn,
+                   info->name, type);
+  }
+  return CQ_OK;
+}
+
 static cq_status prepare_graph(cq_module *model, const cq_graph_quant_options *options, int qat) {
   const char *fn = qat ? "prepare_qat_graph" : "prepare_graph";
   cq_status st = as_graph_model(model, fn);
@@ -569,6 +581,8 @@ static cq_status prepare_graph(cq_module *model, const cq_graph_quant_options *o
       return cq_fail(CQ_ESTATE, "%s: node '%s' is already prepared or has a qconfig", fn,
                      info.name);
     }
+    st = check_not_quantized(fn, &info);
+    if (st != CQ_OK) return st;
   }
 
   st = fuse_graph(model, &o, qat);
@@ -651,16 +665,19 @@ cq_status cq_quantize_dynamic_graph(cq_module *model, const cq_graph_quant_optio
       return st;
     }
   }
-  for (int k = 0; k < nnodes; k++) {
+  for (int k = 0; k < nnodes && st == CQ_OK; k++) {
     cq_graph_node_info info;
     cq_graph_node(model, k, &info);
+    st = check_not_quantized("quantize_dynamic_graph", &info);
     if (!name_in(cq_module_type_name(info.module), dynamic_types, 4)) continue;
     if (is_excluded(&o, info.name, info.module)) continue;
     names[n++] = info.name;
   }
-  if (n == 0) {
+  if (st != CQ_OK || n == 0) {
     cq_free(names);
-    return cq_fail(CQ_EINVAL, "quantize_dynamic_graph: no Linear, LSTM or GRU node to quantize");
+    return st != CQ_OK ? st
+                       : cq_fail(CQ_EINVAL, "quantize_dynamic_graph: no Linear, LSTM or GRU node "
+                                            "to quantize");
   }
   for (int i = 0; i < n && per_channel_preset && st == CQ_OK; i++) {
     cq_module *m = cq_module_find(model, names[i]);
