@@ -106,6 +106,7 @@ cq_status cq_requant_params_set_static(cq_requant_params *p, cq_requant_rule rul
   cq_status st = check_call(p, rule, x_scale, w_scale);
   if (st == CQ_OK) st = cq_requant_check_weights(p->channels, w_scale, per_channel, bias);
   if (st != CQ_OK) return st;
+  p->dyn_ready = 0;
   if (!finite_positive(y_scale)) {
     return cq_fail(CQ_EVALUE, "output scale %g must be finite and > 0", y_scale);
   }
@@ -176,44 +177,71 @@ cq_status cq_requant_params_set_dynamic(cq_requant_params *p, cq_requant_rule ru
                                         int relu) {
   cq_status st = check_call(p, rule, x_scale, w_scale);
   if (st != CQ_OK) return st;
-  p->kind = CQ_OUT_F32;
-  p->rule = rule;
-  p->y_zp = 0;
-  p->y_min = 0;
-  p->y_max = 0;
-  p->relu = relu;
   const int64_t n = p->channels;
   int32_t *restrict ibias = p->ibias;
   float *restrict scale = p->scale, *restrict fbias = p->fbias, *restrict mult = p->mult;
   float *restrict obias = p->obias;
+  /* called once per step by the recurrent layers: with the same weights as last time only the
+   * arrays that depend on the input scale are written (the others hold the same values) */
+  const int same = p->dyn_ready && p->kind == CQ_OUT_F32 && p->rule == rule && p->relu == relu &&
+                   p->dyn_w_scale == w_scale && p->dyn_bias == bias &&
+                   p->dyn_per_channel == per_channel;
+  if (!same) {
+    p->kind = CQ_OUT_F32;
+    p->rule = rule;
+    p->y_zp = 0;
+    p->y_min = 0;
+    p->y_max = 0;
+    p->relu = relu;
+    for (int64_t c = 0; c < n; c++) ibias[c] = 0;
+  }
   if (rule == CQ_RULE_FBGEMM) {
-    for (int64_t c = 0; c < n; c++) {
-      ibias[c] = 0;
-      scale[c] = x_scale;
-      fbias[c] = 0.0f;
-      mult[c] = w_scale[per_channel ? c : 0];
-      obias[c] = bias ? bias[c] : 0.0f;
+    for (int64_t c = 0; c < n; c++) scale[c] = x_scale;
+    if (!same) {
+      for (int64_t c = 0; c < n; c++) fbias[c] = 0.0f;
+      for (int64_t c = 0; c < n; c++) mult[c] = w_scale[per_channel ? c : 0];
+      for (int64_t c = 0; c < n; c++) obias[c] = bias ? bias[c] : 0.0f;
     }
   } else if (rule == CQ_RULE_ONEDNN) {
     /* reciprocal scales, bias folded into the accumulator domain */
     const float inv_x = 1.0f / x_scale;
-    for (int64_t c = 0; c < n; c++) {
-      const float prod = inv_x * (1.0f / w_scale[per_channel ? c : 0]);
-      ibias[c] = 0;
-      scale[c] = 1.0f;
-      fbias[c] = bias ? bias[c] * prod : 0.0f;
-      mult[c] = 1.0f / prod;
-      obias[c] = 0.0f;
+    if (per_channel) {
+      for (int64_t c = 0; c < n; c++) mult[c] = 1.0f / (inv_x * (1.0f / w_scale[c]));
+      if (bias) {
+        for (int64_t c = 0; c < n; c++) fbias[c] = bias[c] * (inv_x * (1.0f / w_scale[c]));
+      }
+    } else {
+      const float prod = inv_x * (1.0f / w_scale[0]);
+      const float m = 1.0f / prod;
+      for (int64_t c = 0; c < n; c++) mult[c] = m;
+      if (bias) {
+        for (int64_t c = 0; c < n; c++) fbias[c] = bias[c] * prod;
+      }
+    }
+    if (!same) {
+      for (int64_t c = 0; c < n; c++) scale[c] = 1.0f;
+      if (!bias) {
+        for (int64_t c = 0; c < n; c++) fbias[c] = 0.0f;
+      }
+      for (int64_t c = 0; c < n; c++) obias[c] = 0.0f;
     }
   } else {
-    for (int64_t c = 0; c < n; c++) {
-      ibias[c] = 0;
-      scale[c] = w_scale[per_channel ? c : 0] * x_scale;
-      fbias[c] = 0.0f;
-      mult[c] = 1.0f;
-      obias[c] = bias ? bias[c] : 0.0f;
+    if (per_channel) {
+      for (int64_t c = 0; c < n; c++) scale[c] = w_scale[c] * x_scale;
+    } else {
+      const float s = w_scale[0] * x_scale;
+      for (int64_t c = 0; c < n; c++) scale[c] = s;
+    }
+    if (!same) {
+      for (int64_t c = 0; c < n; c++) fbias[c] = 0.0f;
+      for (int64_t c = 0; c < n; c++) mult[c] = 1.0f;
+      for (int64_t c = 0; c < n; c++) obias[c] = bias ? bias[c] : 0.0f;
     }
   }
-  pad_tail(p);
+  if (!same) pad_tail(p);
+  p->dyn_ready = 1;
+  p->dyn_w_scale = w_scale;
+  p->dyn_bias = bias;
+  p->dyn_per_channel = per_channel;
   return CQ_OK;
 }

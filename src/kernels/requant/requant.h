@@ -80,6 +80,10 @@ typedef struct cq_requant_params {
   int32_t y_max;
   int relu;        /* F32: max(y, 0) */
   void *mem;       /* one block holding the arrays */
+  /* what the last cq_requant_params_set_dynamic filled in (dyn_ready 0: nothing, or a static op
+   * since): a call with the same weights only refreshes what depends on the input scale */
+  int dyn_ready, dyn_per_channel;
+  const float *dyn_w_scale, *dyn_bias;
 } cq_requant_params;
 
 /* "qnnpack", "onednn", "fbgemm". */
