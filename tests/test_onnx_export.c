@@ -193,11 +193,12 @@ static float f32_at(const Onnx__TensorProto *t, size_t i) {
   return f;
 }
 
-static void check_header(const Onnx__ModelProto *mp, const char *graph_name, int ndim,
-                         const char *engine) {
+/* opset 13, or 14 for a model with a HardSwish */
+static void check_header_opset(const Onnx__ModelProto *mp, const char *graph_name, int ndim,
+                               const char *engine, int64_t opset) {
   CHECK_INT_EQ(mp->ir_version, 8);
   CHECK(mp->n_opset_import == 1 && !strcmp(mp->opset_import[0]->domain, "") &&
-        mp->opset_import[0]->version == 13);
+        mp->opset_import[0]->version == opset);
   CHECK_STR_EQ(mp->producer_name, "cquant");
   const Onnx__GraphProto *g = mp->graph;
   CHECK_STR_EQ(g->name, graph_name);
@@ -235,6 +236,11 @@ static void check_header(const Onnx__ModelProto *mp, const char *graph_name, int
   }
   CHECK_MSG(dup == 0, "%d value names defined twice", dup);
   free(names);
+}
+
+static void check_header(const Onnx__ModelProto *mp, const char *graph_name, int ndim,
+                         const char *engine) {
+  check_header_opset(mp, graph_name, ndim, engine, 13);
 }
 
 /* Every QuantizeLinear output is read by exactly one DequantizeLinear with the same scale and zero
@@ -570,10 +576,9 @@ static void test_extra_ops(void) {
   cq_module *m = extra_ops_model(1);
   Onnx__ModelProto *mp = save_and_read(m, 4, extra_shape, "extra_ops.onnx");
   if (mp) {
-    check_header(mp, "Graph", 4, NULL);
+    check_header_opset(mp, "Graph", 4, NULL, 14); /* HardSwish is an opset-14 op */
     char *ops = op_list(mp->graph);
-    /* Hardswish at opset 13: x * HardSigmoid(x) */
-    CHECK_STR_EQ(ops, "ConvTranspose LeakyRelu HardSigmoid Mul HardSigmoid Reshape Transpose "
+    CHECK_STR_EQ(ops, "ConvTranspose LeakyRelu HardSwish HardSigmoid Reshape Transpose "
                       "Unsqueeze Squeeze Mul MatMul");
     free(ops);
     const Onnx__GraphProto *g = mp->graph;
@@ -660,10 +665,26 @@ static void test_round_trips(void) {
     round_trip(m, 3, lstm_shape, "rt_float_rnn.onnx", NULL);
     cq_module_free(m);
   }
-  /* Hardswish is written as x * HardSigmoid(x) at opset 13 (as torch.onnx.export does), which
-   * reloads as two modules whose float rounding differs from the fused kernel's: left out here */
-  m = extra_ops_model(0);
-  round_trip(m, 4, extra_shape, "rt_extra_ops.onnx", NULL);
+  for (int hs = 0; hs < 2; hs++) {
+    m = extra_ops_model(hs);
+    round_trip(m, 4, extra_shape, hs ? "rt_extra_ops_hardswish.onnx" : "rt_extra_ops.onnx", NULL);
+    cq_module_free(m);
+  }
+  /* the same graph statically quantized: QuantizedHardswish comes back as itself */
+  m = extra_ops_model(1);
+  cq_graph_quant_options qo = cq_graph_quant_defaults();
+  OK(cq_prepare_graph(m, &qo));
+  cq_ctx *qctx = NULL;
+  OK(cq_ctx_create(&qctx));
+  for (int i = 0; i < 3; i++) {
+    cq_tensor *x = input_tensor(4, extra_shape, 0.4 * i), *y = NULL;
+    OK(cq_module_forward1(m, qctx, x, &y));
+    cq_tensor_free(x);
+    cq_ctx_reset(qctx);
+  }
+  cq_ctx_free(qctx);
+  OK(cq_convert_graph(m, &qo));
+  round_trip(m, 4, extra_shape, "rt_extra_ops_static.onnx", "QuantizedHardswish");
   cq_module_free(m);
   /* a model torch exported: LSTM classifier reading the last step with Gather (x[:, -1, :]),
    * float and dynamically quantized (what `cquant quantize --mode dynamic` writes) */

@@ -1,4 +1,5 @@
-/* cq_onnx_save: a cquant model as an ONNX file (opset 13, quantized parts in QDQ form).
+/* cq_onnx_save: a cquant model as an ONNX file (opset 13, or 14 when it has a HardSwish; quantized
+ * parts in QDQ form).
  *
  * The walk visits the model as it runs: a graph node by node (values numbered as the graph numbers
  * them), a Sequential or a fused float container (ConvReLU2d, LinearReLU, ...) child after child,
@@ -343,7 +344,7 @@ static cq_status build_model(ox_exporter *x, cq_module *model, int ndim,
   onnx__operator_set_id_proto__init(opset);
   opset->domain = ox_strdup(b, "");
   opset->has_version = 1;
-  opset->version = OX_OPSET;
+  opset->version = x->opset;
   opsets[0] = opset;
   mp->has_ir_version = 1;
   mp->ir_version = OX_IR_VERSION;
@@ -370,6 +371,7 @@ cq_status cq_onnx_save(cq_module *model, int ndim, const int64_t *input_shape, c
   if (st != CQ_OK) return st;
   ox_exporter x;
   memset(&x, 0, sizeof x);
+  x.opset = OX_OPSET;
   Onnx__ModelProto mp;
   onnx__model_proto__init(&mp);
   st = build_model(&x, model, ndim, input_shape, &mp);

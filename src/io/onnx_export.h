@@ -108,6 +108,7 @@ typedef struct ox_value {
 
 typedef struct ox_exporter {
   ox_builder b;
+  int64_t opset; /* OX_OPSET, raised by ops that need a later one (HardSwish: 14) */
   int has_engine;
   cq_backend engine;
   const char *engine_path; /* the first module that named the engine (for messages) */

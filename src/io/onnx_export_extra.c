@@ -48,18 +48,13 @@ static cq_status emit_hardsigmoid(ox_exporter *x, const ox_call *c) {
   return x->b.st;
 }
 
-/* HardSwish is an opset-14 op: at opset 13 it is x * HardSigmoid(x) (alpha 1/6, beta 1/2), what
- * torch.onnx.export writes there too. */
+/* HardSwish is an opset-14 op: a model that has one is written at opset 14 (the other ops cquant
+ * writes mean the same there), so that it reads back as one Hardswish rather than torch's opset-13
+ * form x * HardSigmoid(x), which rounds differently. */
 static const char *hardswish_nodes(ox_exporter *x, const ox_call *c, const char *xin) {
-  ox_builder *b = &x->b;
   const char *in[1] = {xin};
-  Onnx__NodeProto *n;
-  const char *hs = ox_op(x, c->path, ox_printf(b, "%s_HardSigmoid", c->path), "HardSigmoid", 1, in,
-                         "HardSigmoid", &n);
-  ox_attr_float(b, n, "alpha", 1.0f / 6.0f);
-  ox_attr_float(b, n, "beta", 0.5f);
-  const char *min[2] = {xin, hs};
-  return ox_op(x, c->path, c->path, "Mul", 2, min, NULL, NULL);
+  if (x->opset < 14) x->opset = 14;
+  return ox_op(x, c->path, c->path, "HardSwish", 1, in, NULL, NULL);
 }
 
 static cq_status emit_hardswish(ox_exporter *x, const ox_call *c) {

@@ -655,6 +655,48 @@ static cq_status fold_functional(oi_importer *im, const Onnx__NodeProto *node, i
   return st;
 }
 
+/* DQ -> HardSwish / LeakyRelu -> Q: the quantized modules with the Q's output qparams
+ * (QuantizedHardswish, QuantizedLeakyReLU: PyTorch's converted forms, which requantize to their own
+ * scale), what cquant writes for them. */
+static cq_status fold_qactivation(oi_importer *im, const Onnx__NodeProto *node, int *handled) {
+  oi_value *x = dq_act_input(im, node, 0);
+  if (!x) return CQ_OK;
+  size_t q_index;
+  const Onnx__NodeProto *q = next_op(im, node, "QuantizeLinear", &q_index);
+  if (!q) return CQ_OK;
+  const int hardswish = strcmp(node->op_type, "HardSwish") == 0;
+  float slope = 0.01f;
+  cq_status st = hardswish ? CQ_OK : oi_attr_float(im, "alpha", 0.01f, &slope);
+  if (st != CQ_OK) return st;
+  fold_ctx f;
+  f.q = q;
+  f.q_index = q_index;
+  f.relu = 0;
+  f.relu_index = 0;
+  st = tail_qparams(im, q, &f.out);
+  if (st != CQ_OK) return st;
+  if (f.out.dtype != x->q.dtype) { /* a dtype change: left to the passthrough's requantization */
+    qdq_params_release(&f.out);
+    return CQ_OK;
+  }
+  cq_qparams yq;
+  memset(&yq, 0, sizeof yq);
+  st = to_qparams(im, &f.out, &yq);
+  cq_module *m = NULL;
+  if (st == CQ_OK) {
+    st = hardswish ? cq_qmodule_hardswish(&m, &yq, im->engine)
+                   : cq_qmodule_leaky_relu(&m, slope, &yq);
+    if (st != CQ_OK) st = oi_fail(im, st, "%s", cq_last_error());
+  }
+  cq_qparams_release(&yq);
+  if (st == CQ_OK) {
+    st = emit_folded(im, node, m, NULL, 1, &x, &f, x->ndim, x->dims);
+    *handled = st == CQ_OK;
+  }
+  qdq_params_release(&f.out);
+  return st;
+}
+
 /* Ops whose float module runs on quantized tensors directly, with the output qparams they give
  * (same as the input, or fixed). */
 typedef struct passthrough_op {
@@ -830,6 +872,10 @@ cq_status oi_qdq_try_fold(oi_importer *im, const Onnx__NodeProto *node, int *han
   }
   if (strcmp(op, "Add") == 0 || strcmp(op, "Mul") == 0 || strcmp(op, "Concat") == 0) {
     return fold_functional(im, node, handled);
+  }
+  if (strcmp(op, "HardSwish") == 0 || strcmp(op, "LeakyRelu") == 0) {
+    cq_status st = fold_qactivation(im, node, handled);
+    if (st != CQ_OK || *handled) return st;
   }
   for (size_t i = 0; i < sizeof passthrough / sizeof passthrough[0]; i++) {
     if (strcmp(op, passthrough[i].name) == 0) {
