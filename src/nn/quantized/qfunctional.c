@@ -53,11 +53,19 @@ static void qfunctional_repr(const cq_module *m, cq_strbuf *sb) {
                     (int)p->zero_point);
 }
 
+/* add / add_relu keep channels-last inputs channels-last (cq_qop_add): worth it when the consumer
+ * reads that layout too */
+static int qfunctional_reads_channels_last(const cq_module *m, int after) {
+  const qfunctional_impl *p = m->impl;
+  return (p->op == CQ_QF_ADD || p->op == CQ_QF_ADD_RELU) && after;
+}
+
 static const cq_module_type qfunctional2_type = {
     .name = "QFunctional",
     .forward = qfunctional_forward,
     .repr = qfunctional_repr,
     .nin_min = 2, .nin_max = 2, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = qfunctional_reads_channels_last,
 };
 
 static const cq_module_type qfunctional_cat_type = {

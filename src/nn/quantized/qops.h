@@ -66,7 +66,8 @@ cq_status cq_qop_sigmoid(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq
 cq_status cq_qop_tanh(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_backend engine,
                       cq_qlayout layout, cq_tensor **y);
 
-/* quantized::add / add_relu of two quantized tensors of one shape and dtype, output (scale, zp). */
+/* quantized::add / add_relu of two quantized tensors of one shape and dtype, output (scale, zp).
+ * Two channels-last inputs (with NHWC semantics) give a channels-last output. */
 cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
                      float scale, int32_t zero_point, int relu, cq_backend engine,
                      cq_qlayout layout, cq_tensor **y);

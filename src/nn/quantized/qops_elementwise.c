@@ -271,11 +271,20 @@ cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const 
   cq_status st = cq_qact_check(m, a, 0);
   if (st == CQ_OK) st = cq_qact_check(m, b, 1);
   if (st == CQ_OK) st = same_shape(m, a, b);
+  /* channels-last inputs: both stored [N, H, W, C] with NHWC semantics, the output too (memory
+   * order is then the order ATen's kernel walks); anything else runs on contiguous copies */
+  if (st == CQ_OK && (a->channels_last || b->channels_last) &&
+      (a->channels_last != b->channels_last || layout != CQ_QLAYOUT_NHWC)) {
+    st = cq_ctx_contiguous(ctx, (cq_tensor *)a, (cq_tensor **)&a);
+    if (st == CQ_OK) st = cq_ctx_contiguous(ctx, (cq_tensor *)b, (cq_tensor **)&b);
+  }
+  const int stored_nhwc = a->channels_last;
   const cq_qdtype d = cq_qact_dtype(a);
   if (st == CQ_OK) st = check_out_qparams(m, d, scale, zero_point);
   if (st == CQ_OK) st = active_kernels(m, &k);
   if (st == CQ_OK) st = cq_qact_new(ctx, d, a->ndim, a->shape, scale, zero_point, y);
   if (st != CQ_OK) return st;
+  (*y)->channels_last = stored_nhwc;
   if (engine == CQ_BACKEND_QNNPACK && d == CQ_QUINT8) {
     return qnnpack_add(m, k, a, b, scale, zero_point, relu, *y);
   }
@@ -293,7 +302,7 @@ cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const 
   const int64_t n = cq_tensor_numel(a);
   const int64_t body = vector_body(n);
   if (n == 0) return CQ_OK;
-  if (layout != CQ_QLAYOUT_NHWC || a->ndim != 4) {
+  if (layout != CQ_QLAYOUT_NHWC || a->ndim != 4 || stored_nhwc) {
     add_run(k, s8, n, body, a->data, b->data, &p, (*y)->data);
     return CQ_OK;
   }
