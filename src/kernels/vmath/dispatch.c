@@ -3,6 +3,9 @@
 
 static const cq_vmath_kernels scalar = {CQ_ISA_SCALAR, cq_f32_sigmoid__scalar,
                                         cq_f32_tanh__scalar};
+#if CQ_ARCH_ARM64
+static const cq_vmath_kernels neon = {CQ_ISA_NEON, cq_f32_sigmoid__neon, cq_f32_tanh__neon};
+#endif
 #if CQ_ARCH_X86
 static const cq_vmath_kernels avx2 = {CQ_ISA_AVX2, cq_f32_sigmoid__avx2, cq_f32_tanh__avx2};
 static const cq_vmath_kernels avx512 = {CQ_ISA_AVX512VNNI, cq_f32_sigmoid__avx512,
@@ -15,6 +18,10 @@ const cq_vmath_kernels *cq_vmath_kernels_for(cq_isa isa) {
     case CQ_ISA_AVX2: return &avx2;
     case CQ_ISA_AVX512VNNI:
     case CQ_ISA_AMX: return &avx512;
+#endif
+#if CQ_ARCH_ARM64
+    case CQ_ISA_NEON:
+    case CQ_ISA_NEONDOT: return &neon;
 #endif
     default: return &scalar;
   }

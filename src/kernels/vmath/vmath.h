@@ -43,6 +43,10 @@ const cq_vmath_kernels *cq_vmath_kernels_for(cq_isa isa);
 
 void cq_f32_sigmoid__scalar(const float *x, float *y, size_t n);
 void cq_f32_tanh__scalar(const float *x, float *y, size_t n);
+#if CQ_ARCH_ARM64
+void cq_f32_sigmoid__neon(const float *x, float *y, size_t n);
+void cq_f32_tanh__neon(const float *x, float *y, size_t n);
+#endif
 #if CQ_ARCH_X86
 void cq_f32_sigmoid__avx2(const float *x, float *y, size_t n);
 void cq_f32_tanh__avx2(const float *x, float *y, size_t n);
