@@ -74,6 +74,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "cquant/cquant.h"
@@ -95,70 +96,6 @@
 #define MAX_SHAPES 32
 #define MAX_THREADS_LIST 8
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double minimum(const double *v, int n) {
-  double m = v[0];
-  for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
-  return m;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void pause_ms(int ms) {
-  struct timespec t = {0, ms * 1000000L};
-  nanosleep(&t, NULL);
-}
-
-typedef void (*call_fn)(void *ctx);
-
-/* Calls per batch so that one batch lasts about min_ms. */
-static long calibrate(call_fn fn, void *ctx, double min_ms) {
-  long calls = 1;
-  for (;;) {
-    double t0 = now_s();
-    for (long i = 0; i < calls; i++) fn(ctx);
-    double dt = (now_s() - t0) * 1e3;
-    if (dt >= min_ms * 0.5 || calls > (1L << 24)) {
-      long want = (long)ceil((double)calls * min_ms / (dt > 1e-6 ? dt : 1e-6));
-      return want < 1 ? 1 : want;
-    }
-    calls *= 4;
-  }
-}
-
-static double thread_cpu_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Milliseconds per call, wall clock; *cpu_ms (if not NULL) gets the calling thread's CPU time per
- * call, which leaves out the time the thread was not running (the figure for one-thread runs on a
- * machine shared with other jobs). */
-static double time_batch_cpu(call_fn fn, void *ctx, long calls, double *cpu_ms) {
-  const double c0 = thread_cpu_s(), t0 = now_s();
-  for (long i = 0; i < calls; i++) fn(ctx);
-  const double t1 = now_s(), c1 = thread_cpu_s();
-  if (cpu_ms) *cpu_ms = (c1 - c0) * 1e3 / (double)calls;
-  return (t1 - t0) * 1e3 / (double)calls;
-}
-
-static double time_batch(call_fn fn, void *ctx, long calls) {
-  return time_batch_cpu(fn, ctx, calls, NULL);
-}
 
 static void set_omp_threads(int t) {
   void (*fn)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "omp_set_num_threads");

@@ -25,26 +25,12 @@
 #include <time.h>
 
 #include "core/cpu.h"
+#include "bench_common.h"
 #include "cquant/nn.h"
 #include "kernels/qelementwise/qelementwise.h"
 #include "kernels/qpool/qpool.h"
 #include "nn/quantized/qops.h"
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- the cases ------------------------------------------------------------------------------- */
 
@@ -199,22 +185,9 @@ typedef struct timed_call {
   cq_isa isa;
 } timed_call;
 
-static double time_calls(const timed_call *c, long calls) {
-  const double t0 = now_s();
-  for (long i = 0; i < calls; i++) c->fn(c->d, c->isa);
-  return (now_s() - t0) * 1e3 / (double)calls;
-}
-
-static long calibrate(const timed_call *c, double min_ms) {
-  long calls = 1;
-  for (;;) {
-    const double dt = time_calls(c, calls) * (double)calls;
-    if (dt >= min_ms * 0.5 || calls > (1L << 24)) {
-      const long want = (long)ceil((double)calls * min_ms / (dt > 1e-6 ? dt : 1e-6));
-      return want < 1 ? 1 : want;
-    }
-    calls *= 4;
-  }
+static void run_timed(void *ctx) {
+  const timed_call *c = ctx;
+  c->fn(c->d, c->isa);
 }
 
 static cq_tensor *activation(cq_ctx *ctx, int64_t c, int64_t h, int64_t w, float scale,
@@ -301,13 +274,13 @@ int main(int argc, char **argv) {
     long calls[CQ_ISA_COUNT];
     double t[CQ_ISA_COUNT][1000];
     for (int i = 0; i < nisa; i++) {
-      const timed_call c = {&d, bc->fn, isas[i]};
-      calls[i] = calibrate(&c, min_ms);
+      timed_call c = {&d, bc->fn, isas[i]};
+      calls[i] = calibrate(run_timed, &c, min_ms);
     }
     for (int rep = 0; rep < reps; rep++) {
       for (int i = 0; i < nisa; i++) {
-        const timed_call c = {&d, bc->fn, isas[i]};
-        t[i][rep] = time_calls(&c, calls[i]);
+        timed_call c = {&d, bc->fn, isas[i]};
+        t[i][rep] = time_batch(run_timed, &c, calls[i]);
       }
     }
     double med[CQ_ISA_COUNT], mn[CQ_ISA_COUNT];

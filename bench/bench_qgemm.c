@@ -50,6 +50,7 @@
 #include <immintrin.h>
 #endif
 
+#include "bench_common.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "kernels/gemm/qgemm.h"
@@ -69,55 +70,6 @@
 #define MAX_SHAPES 32
 #define MAX_THREADS_LIST 8
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static double minimum(const double *v, int n) {
-  double m = v[0];
-  for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
-  return m;
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void pause_ms(int ms) {
-  struct timespec t = {0, ms * 1000000L};
-  nanosleep(&t, NULL);
-}
-
-typedef void (*call_fn)(void *ctx);
-
-/* Calls per batch so that one batch lasts about min_ms. */
-static long calibrate(call_fn fn, void *ctx, double min_ms) {
-  long calls = 1;
-  for (;;) {
-    double t0 = now_s();
-    for (long i = 0; i < calls; i++) fn(ctx);
-    double dt = (now_s() - t0) * 1e3;
-    if (dt >= min_ms * 0.5 || calls > (1L << 24)) {
-      long want = (long)ceil((double)calls * min_ms / (dt > 1e-6 ? dt : 1e-6));
-      return want < 1 ? 1 : want;
-    }
-    calls *= 4;
-  }
-}
-
-static double time_batch(call_fn fn, void *ctx, long calls) {
-  double t0 = now_s();
-  for (long i = 0; i < calls; i++) fn(ctx);
-  return (now_s() - t0) * 1e3 / (double)calls;
-}
 
 /* ---- cquant ---------------------------------------------------------------------------------- */
 
