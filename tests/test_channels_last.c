@@ -274,6 +274,38 @@ static void test_conversion(void) {
   }
 }
 
+/* A Sequential of more children than its layout plan keeps on the stack: conv, 68 Identity,
+ * conv; eager-mode static quantization; channels-last through the Identities. */
+static void test_long_sequential(void) {
+  cq_manual_seed(5);
+  enum { N = 72 };
+  cq_module *c[N];
+  c[0] = tb_simple(cq_quant_stub);
+  c[1] = conv(3, 8, 3, 1, 1, 1);
+  for (int i = 2; i < N - 2; i++) c[i] = tb_simple(cq_identity);
+  c[N - 2] = conv(8, 4, 3, 1, 1, 1);
+  c[N - 1] = tb_simple(cq_dequant_stub);
+  cq_module *seq = tb_seq(N, c);
+  cq_module_train(seq, 0);
+  cq_qconfig qc;
+  OK(cq_get_default_qconfig(CQ_BACKEND_X86, 0, &qc));
+  OK(cq_module_set_qconfig(seq, &qc));
+  OK(cq_prepare(seq));
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_tensor *x = ramp(2, 3, 9, 9, 0.17f), *y = NULL, *whole = NULL, *plain = NULL;
+  OK(cq_module_forward1(seq, ctx, x, &y));
+  OK(cq_convert(seq));
+  OK(cq_module_forward1(seq, ctx, x, &whole));
+  cq_debug_channels_last(0);
+  OK(cq_module_forward1(seq, ctx, x, &plain));
+  cq_debug_channels_last(1);
+  CHECK(whole && !whole->channels_last && same_bytes(whole, plain));
+  cq_tensor_free(x);
+  cq_ctx_free(ctx);
+  cq_module_free(seq);
+}
+
 int main(void) {
   test_conversion();
   const cq_backend engines[2] = {CQ_BACKEND_X86, CQ_BACKEND_QNNPACK};
@@ -281,5 +313,6 @@ int main(void) {
     for (int variant = 0; variant < 3; variant++) test_model(variant, engines[e]);
   }
   test_inside_a_run();
+  test_long_sequential();
   return check_summary("test_channels_last");
 }
