@@ -1040,8 +1040,53 @@ static void test_alloc_failures(void) {
   cq_tensor_free(x);
 }
 
+/* The Quantize module's vector path (quint8, finite inputs) gives quantize_val's bytes; inputs with
+ * NaN or infinities take the scalar definition (PyTorch's results for them). Every ISA. */
+static void test_quantize_paths(void) {
+  enum { N = 1031 };
+  float *x = malloc(sizeof *x * N);
+  uint8_t *want = malloc(N);
+  const float scales[3] = {0.0137f, 1.0f / 255.0f, 3.5f};
+  const int32_t zps[3] = {0, 128, 255};
+  /* pass 0: moderate values (the vector path); 1: some past int64 after scaling; 2: NaN, inf */
+  for (int pass = 0; pass < 3; pass++) {
+    for (int i = 0; i < N; i++) {
+      const float v = (float)sin(0.731 * i) * (i % 7 == 0 ? 1e3f : 2.5f);
+      x[i] = (pass && i % 97 == 5) ? 1e30f * (i % 2 ? 1.0f : -1.0f) : v;
+      /* exact ties of x * inv for the rounding */
+      if (i % 11 == 0) x[i] = (float)(i % 23 - 11) * 0.5f * scales[i % 3];
+    }
+    if (pass == 2) {
+      x[3] = NAN;
+      x[500] = INFINITY;
+      x[1000] = -INFINITY;
+    }
+    for (int s = 0; s < 3; s++) {
+      for (int z = 0; z < 3; z++) {
+        CHECK_OK(cq_quantize_per_tensor(x, N, scales[s], zps[z], CQ_QUINT8, want));
+        cq_module *m = NULL;
+        CHECK_OK(cq_qmodule_quantize(&m, scales[s], zps[z], CQ_QUINT8));
+        cq_ctx *ctx = NULL;
+        CHECK_OK(cq_ctx_create(&ctx));
+        const int64_t shape[2] = {1, N};
+        cq_tensor *t = NULL, *y = NULL;
+        CHECK_OK(cq_tensor_wrap(&t, CQ_F32, 2, shape, x));
+        CHECK_OK(cq_module_forward1(m, ctx, t, &y));
+        CHECK_MSG(y && !memcmp(y->data, want, N), "Quantize(scale %g, zp %d), pass %d, differs "
+                  "from quantize_per_tensor", scales[s], (int)zps[z], pass);
+        cq_tensor_free(t);
+        cq_ctx_free(ctx);
+        cq_module_free(m);
+      }
+    }
+  }
+  free(x);
+  free(want);
+}
+
 int main(void) {
   cq_set_warning_handler(count_warning, NULL);
+  test_quantize_paths();
   run_golden();
   print_stats();
   test_misuse();

@@ -22,40 +22,19 @@ static cq_qgemm_kernels kernels_for(cq_isa isa) {
   cq_qgemm_kernels k;
   switch (isa) {
 #if CQ_ARCH_X86
-    case CQ_ISA_AMX:
-      k.block = cq_u8s8_gemm_block__amx;
-      k.range = cq_f32_range__avx512;
-      k.quantize = cq_f32_qu8__avx512;
-      break;
-    case CQ_ISA_AVX512VNNI:
-      k.block = cq_u8s8_gemm_block__avx512vnni;
-      k.range = cq_f32_range__avx512;
-      k.quantize = cq_f32_qu8__avx512;
-      break;
-    case CQ_ISA_AVX2:
-      k.block = cq_u8s8_gemm_block__avx2;
-      k.range = cq_f32_range__avx2;
-      k.quantize = cq_f32_qu8__avx2;
-      break;
+    case CQ_ISA_AMX: k.block = cq_u8s8_gemm_block__amx; break;
+    case CQ_ISA_AVX512VNNI: k.block = cq_u8s8_gemm_block__avx512vnni; break;
+    case CQ_ISA_AVX2: k.block = cq_u8s8_gemm_block__avx2; break;
 #endif
 #if CQ_ARCH_ARM64
-    case CQ_ISA_NEONDOT:
-      k.block = cq_u8s8_gemm_block__neondot;
-      k.range = cq_f32_range__neon;
-      k.quantize = cq_f32_qu8__neon;
-      break;
-    case CQ_ISA_NEON:
-      k.block = cq_u8s8_gemm_block__neon;
-      k.range = cq_f32_range__neon;
-      k.quantize = cq_f32_qu8__neon;
-      break;
+    case CQ_ISA_NEONDOT: k.block = cq_u8s8_gemm_block__neondot; break;
+    case CQ_ISA_NEON: k.block = cq_u8s8_gemm_block__neon; break;
 #endif
-    default:
-      k.block = cq_u8s8_gemm_block__scalar;
-      k.range = cq_f32_range__scalar;
-      k.quantize = cq_f32_qu8__scalar;
-      break;
+    default: k.block = cq_u8s8_gemm_block__scalar; break;
   }
+  const cq_quantize_kernels q = cq_quantize_kernels_for(isa);
+  k.range = q.range;
+  k.quantize = q.quantize;
   return k;
 }
 

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/cpu.h"
+
 /* Min and max over rows x cols floats (row stride ld elements); *nonfinite = 1 if any value is
  * NaN or infinite (min/max are then meaningless). rows*cols must be > 0. */
 typedef void (*cq_f32_range_fn)(const float *x, size_t rows, size_t cols, size_t ld, float *min,
@@ -34,5 +36,18 @@ void cq_f32_qu8__avx512(const float *x, size_t rows, size_t cols, size_t ldx, fl
                         int32_t zp, uint8_t *y, size_t ldy);
 void cq_f32_qu8__neon(const float *x, size_t rows, size_t cols, size_t ldx, float inv_scale,
                       int32_t zp, uint8_t *y, size_t ldy);
+
+/* The forms of an ISA (the scalar ones where it has none). */
+typedef struct cq_quantize_kernels {
+  cq_f32_range_fn range;
+  cq_f32_qu8_fn quantize;
+} cq_quantize_kernels;
+cq_quantize_kernels cq_quantize_kernels_for(cq_isa isa);
+
+/* y[i] = quantize(x[i]) for i < n when every x[i] is finite and |x[i] * inv_scale| < 2^62
+ * (returns 1): then the bytes of quantize_per_tensor. Returns 0 and writes nothing otherwise (NaN,
+ * infinities and int64 overflow are the caller's scalar path's to define). */
+int cq_f32_quantize_qu8_finite(cq_isa isa, const float *x, size_t n, float inv_scale, int32_t zp,
+                               uint8_t *y);
 
 #endif

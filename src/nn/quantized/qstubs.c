@@ -12,6 +12,7 @@
 #include "core/alloc.h"
 #include "core/pyformat.h"
 #include "cquant/quantize.h"
+#include "kernels/quantize/quantize.h"
 #include "nn/module_impl.h"
 #include "nn/quantized/qmodules.h"
 #include "nn/quantized/qops.h"
@@ -45,7 +46,14 @@ static cq_status quantize_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor 
   qp.zero_point[0] = p->zero_point;
   cq_tensor *y = NULL;
   st = cq_ctx_tensor(ctx, storage, x->ndim, x->shape, &y);
-  if (st == CQ_OK) {
+  /* quint8 with finite values: the vector kernel (the same bytes as quantize_val); otherwise
+   * the scalar definition, which also gives NaN and infinities PyTorch's results */
+  cq_isa isa;
+  const int fast = st == CQ_OK && p->dtype == CQ_QUINT8 && isfinite(p->scale) && p->scale > 0.0f &&
+                   p->zero_point >= 0 && p->zero_point <= 255 && cq_isa_active(&isa) == CQ_OK &&
+                   cq_f32_quantize_qu8_finite(isa, x->data, (size_t)cq_tensor_numel(x),
+                                              1.0f / p->scale, p->zero_point, y->data);
+  if (st == CQ_OK && !fast) {
     st = cq_quantize_per_tensor(x->data, cq_tensor_numel(x), p->scale, p->zero_point, p->dtype,
                                 y->data);
   }
