@@ -1,5 +1,10 @@
 /* Execution context: owns the tensors a forward pass produces, records the tape of leaf-module
- * calls when gradients are enabled, and runs backward over it. */
+ * calls when gradients are enabled, and runs backward over it.
+ *
+ * Tensor memory is recycled: cq_ctx_reset keeps the tensors of the run it ends (their data
+ * buffers, without qparams) as spares, and cq_ctx_tensor hands a spare of the same byte size out
+ * again, zero-filled, before allocating; spares not reused by the next reset are freed. Repeated
+ * runs of one model on one shape thus stop allocating tensor memory after the first. */
 #include <string.h>
 
 #include "core/alloc.h"
@@ -8,15 +13,27 @@
 
 static int channels_last_enabled = 1;
 
+/* A tensor the ctx owns, with the data buffer and size it was given (a tensor is only recycled if
+ * both are still what they were). */
+typedef struct owned {
+  cq_tensor *t;
+  void *data;
+  size_t bytes;
+} owned;
+
 struct cq_ctx {
-  cq_tensor **tensors; /* everything allocated through cq_ctx_tensor */
+  owned *tensors; /* everything allocated through cq_ctx_tensor */
   int ntensors, cap_tensors;
+  owned *spares;  /* the last run's tensors, for reuse */
+  int nspares, cap_spares;
   cq_tape_entry *tape;
   int ntape, cap_tape;
   int grad_enabled;
   /* the call being recorded: forward's cq_ctx_save lands here */
   void *pending_saved;
   void (*pending_free)(void *);
+  void *scratch; /* cq_ctx_scratch */
+  size_t scratch_bytes;
   int depth; /* nesting of cq_module_forward calls now running */
   int hint_next; /* set by a container for the child it calls next */
   int wanted;    /* the running forward's output may be channels-last */
@@ -36,8 +53,34 @@ static void free_saved(void *saved, void (*fn)(void *)) {
   }
 }
 
+static void free_spares(cq_ctx *ctx) {
+  for (int i = 0; i < ctx->nspares; i++) cq_tensor_free(ctx->spares[i].t);
+  ctx->nspares = 0;
+}
+
 void cq_ctx_reset(cq_ctx *ctx) {
-  for (int i = 0; i < ctx->ntensors; i++) cq_tensor_free(ctx->tensors[i]);
+  free_spares(ctx);
+  /* this run's tensors become the spares (the tracking array has room for all of them) */
+  if (ctx->cap_spares < ctx->ntensors) {
+    owned *p = cq_realloc(ctx->spares, sizeof *p * (size_t)ctx->cap_tensors);
+    if (p) {
+      ctx->spares = p;
+      ctx->cap_spares = ctx->cap_tensors;
+    }
+  }
+  for (int i = 0; i < ctx->ntensors; i++) {
+    owned o = ctx->tensors[i];
+    if (o.t->owns_data && o.t->data == o.data && ctx->nspares < ctx->cap_spares) {
+      if (o.t->qparams) {
+        cq_qparams_release(o.t->qparams);
+        cq_free(o.t->qparams);
+        o.t->qparams = NULL;
+      }
+      ctx->spares[ctx->nspares++] = o;
+    } else {
+      cq_tensor_free(o.t);
+    }
+  }
   ctx->ntensors = 0;
   for (int i = 0; i < ctx->ntape; i++) free_saved(ctx->tape[i].saved, ctx->tape[i].free_saved);
   ctx->ntape = 0;
@@ -48,7 +91,10 @@ void cq_ctx_reset(cq_ctx *ctx) {
 void cq_ctx_free(cq_ctx *ctx) {
   if (!ctx) return;
   cq_ctx_reset(ctx);
+  free_spares(ctx);
+  cq_free(ctx->scratch);
   cq_free(ctx->tensors);
+  cq_free(ctx->spares);
   cq_free(ctx->tape);
   cq_free(ctx);
 }
@@ -62,10 +108,10 @@ void cq_ctx_save(cq_ctx *ctx, void *saved, void (*free_fn)(void *)) {
   ctx->pending_free = free_fn;
 }
 
-static cq_status track(cq_ctx *ctx, cq_tensor *t) {
+static cq_status track(cq_ctx *ctx, cq_tensor *t, size_t bytes) {
   if (ctx->ntensors == ctx->cap_tensors) {
     int cap = ctx->cap_tensors ? ctx->cap_tensors * 2 : 64;
-    cq_tensor **p = cq_realloc(ctx->tensors, sizeof *p * (size_t)cap);
+    owned *p = cq_realloc(ctx->tensors, sizeof *p * (size_t)cap);
     if (!p) {
       cq_tensor_free(t);
       return cq_fail(CQ_ENOMEM, "out of memory tracking a tensor");
@@ -73,16 +119,59 @@ static cq_status track(cq_ctx *ctx, cq_tensor *t) {
     ctx->tensors = p;
     ctx->cap_tensors = cap;
   }
-  ctx->tensors[ctx->ntensors++] = t;
+  ctx->tensors[ctx->ntensors++] = (owned){t, t->data, bytes};
   return CQ_OK;
+}
+
+/* A spare of `bytes` made into a fresh zero tensor of this dtype and shape, or NULL. */
+static cq_tensor *reuse_spare(cq_ctx *ctx, size_t bytes, cq_dtype dtype, int ndim,
+                              const int64_t *shape) {
+  for (int i = ctx->nspares - 1; i >= 0; i--) {
+    if (ctx->spares[i].bytes != bytes) continue;
+    cq_tensor *t = ctx->spares[i].t;
+    ctx->spares[i] = ctx->spares[--ctx->nspares];
+    void *data = t->data;
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    int64_t stride = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+      t->shape[d] = shape[d];
+      t->strides[d] = stride;
+      stride *= shape[d] ? shape[d] : 1;
+    }
+    t->data = data;
+    t->owns_data = 1;
+    memset(data, 0, bytes);
+    return t;
+  }
+  return NULL;
+}
+
+void *cq_ctx_scratch(cq_ctx *ctx, size_t bytes, const char *what) {
+  if (bytes <= ctx->scratch_bytes && ctx->scratch) return ctx->scratch;
+  cq_free(ctx->scratch);
+  ctx->scratch = cq_malloc_for(bytes ? bytes : 1, what);
+  ctx->scratch_bytes = ctx->scratch ? bytes : 0;
+  return ctx->scratch;
 }
 
 cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
                         cq_tensor **out) {
-  cq_status st = cq_tensor_create(out, dtype, ndim, shape);
+  *out = NULL;
+  const cq_dtype_info *info = cq_dtype_get(dtype);
+  int64_t numel = 0;
+  cq_status st = info ? cq_shape_numel(ndim, shape, info->size, &numel)
+                      : cq_fail(CQ_EINVAL, "invalid dtype %d", (int)dtype);
   if (st != CQ_OK) return st;
-  st = track(ctx, *out);
-  if (st != CQ_OK) *out = NULL;
+  const size_t bytes = (size_t)numel * info->size;
+  cq_tensor *t = bytes > 0 ? reuse_spare(ctx, bytes, dtype, ndim, shape) : NULL;
+  if (!t) {
+    st = cq_tensor_create(&t, dtype, ndim, shape);
+    if (st != CQ_OK) return st;
+  }
+  st = track(ctx, t, bytes);
+  if (st == CQ_OK) *out = t;
   return st;
 }
 

@@ -86,6 +86,10 @@ cq_module *cq_module_detach_child(cq_module *m, const char *name);
 cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
                         cq_tensor **out);
 int cq_ctx_grad_enabled(const cq_ctx *ctx);
+/* A work buffer of at least `bytes` owned by ctx and kept from call to call (NULL when out of
+ * memory, with the error naming `what`). For a leaf forward's own use only: valid until the next
+ * cq_ctx_scratch, so a forward that calls other modules must not hold it across them. */
+void *cq_ctx_scratch(cq_ctx *ctx, size_t bytes, const char *what);
 /* x itself when it is contiguous, else a contiguous copy owned by ctx (same dtype, shape and
  * qparams; the data moved from [N, H, W, C] to [N, C, H, W]). */
 cq_status cq_ctx_contiguous(cq_ctx *ctx, cq_tensor *x, cq_tensor **out);

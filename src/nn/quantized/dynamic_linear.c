@@ -67,14 +67,13 @@ static cq_status dyn_linear_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tenso
   void *ws = NULL;
   const size_t ws_bytes = cq_qgemm_dynamic_workspace_size(op, rows);
   if (ws_bytes) {
-    ws = cq_malloc_for(ws_bytes, "the quantized activations of a dynamic linear");
+    ws = cq_ctx_scratch(ctx, ws_bytes, "the quantized activations of a dynamic linear");
     if (!ws) st = CQ_ENOMEM;
   }
   if (st == CQ_OK) {
     st = cq_dynamic_op_run(op, x->data, rows, p->in_features, y->data, p->out_features, ws);
     if (st != CQ_OK) st = cq_fail_context(st, "%s", m->type->name);
   }
-  cq_free(ws);
   cq_qgemm_dynamic_destroy(op);
   if (st != CQ_OK) return st;
   out[0] = y;

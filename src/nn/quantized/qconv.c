@@ -197,12 +197,11 @@ static cq_status qconv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
     y->channels_last = out_layout == CQ_CONV_NHWC;
     const size_t bytes = cq_qconv_workspace_size(op, s.height, s.width, in_layout, out_layout,
                                                  cq_threadpool_threads(tp));
-    ws = cq_malloc_for(bytes, "convolution workspace");
+    ws = cq_ctx_scratch(ctx, bytes, "convolution workspace");
     st = ws ? cq_qconv_run(op, x->data, in_layout, s.batch, s.height, s.width, y->data,
                            out_layout, ws, bytes, tp)
             : CQ_ENOMEM;
   }
-  cq_free(ws);
   if (temporary) cq_qconv_destroy(op);
   if (st != CQ_OK) return cq_fail_context(st, "%s", m->type->name);
   out[0] = y;

@@ -65,15 +65,18 @@ cq_status cq_qact_new(cq_ctx *ctx, cq_qdtype dtype, int ndim, const int64_t *sha
   cq_dtype storage;
   cq_status st = cq_qdtype_storage(dtype, &storage);
   if (st != CQ_OK) return st;
-  cq_qparams qp;
-  st = cq_qparams_init(&qp, dtype, CQ_PER_TENSOR_AFFINE, 1, -1);
+  int64_t lo, hi;
+  st = cq_qdtype_range(dtype, &lo, &hi);
   if (st != CQ_OK) return st;
-  qp.scale[0] = scale;
-  qp.zero_point[0] = zero_point;
+  /* the record to copy, on the stack (cq_tensor_set_qparams makes the tensor's own) */
+  float s = scale;
+  int32_t z = zero_point;
+  const cq_qparams qp = {.dtype = dtype, .qscheme = CQ_PER_TENSOR_AFFINE, .axis = -1, .count = 1,
+                         .quant_min = (int32_t)lo, .quant_max = (int32_t)hi, .scale = &s,
+                         .zero_point = &z, .zero_point_float = NULL};
   cq_tensor *t;
   st = cq_ctx_tensor(ctx, storage, ndim, shape, &t);
   if (st == CQ_OK) st = cq_tensor_set_qparams(t, &qp);
-  cq_qparams_release(&qp);
   if (st == CQ_OK) *out = t;
   return st;
 }
