@@ -8,10 +8,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "kernels/conv/qconv.h"
 #include "nn/module_impl.h"
-
-static int channels_last_enabled = 1;
 
 /* A tensor the ctx owns, with the data buffer and size it was given (a tensor is only recycled if
  * both are still what they were). */
@@ -175,37 +172,6 @@ cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *sh
   return st;
 }
 
-cq_status cq_ctx_contiguous(cq_ctx *ctx, cq_tensor *x, cq_tensor **out) {
-  *out = x;
-  if (!x->channels_last) return CQ_OK;
-  if (x->ndim != 4) return cq_fail(CQ_EINVAL, "a channels-last tensor must be 4-D, not %d-D", x->ndim);
-  const size_t esize = cq_dtype_get(x->dtype)->size;
-  cq_tensor *y;
-  cq_status st = cq_ctx_tensor(ctx, x->dtype, 4, x->shape, &y);
-  if (st != CQ_OK) return st;
-  if (x->qparams) {
-    st = cq_tensor_set_qparams(y, x->qparams);
-    if (st != CQ_OK) return st;
-  }
-  const int64_t n = x->shape[0], c = x->shape[1], h = x->shape[2], w = x->shape[3];
-  if (esize == 1) {
-    cq_u8_nhwc_to_nchw(x->data, n, c, h, w, y->data);
-  } else { /* not produced today (only quantized activations are stored channels-last) */
-    const char *src = x->data;
-    char *dst = y->data;
-    for (int64_t i = 0; i < n; i++) {
-      for (int64_t p = 0; p < h * w; p++) {
-        for (int64_t ch = 0; ch < c; ch++) {
-          memcpy(dst + (size_t)(((i * c + ch) * h * w) + p) * esize,
-                 src + (size_t)(((i * h * w) + p) * c + ch) * esize, esize);
-        }
-      }
-    }
-  }
-  *out = y;
-  return CQ_OK;
-}
-
 static cq_status contiguous_all(cq_ctx *ctx, int n, cq_tensor **t) {
   for (int i = 0; i < n; i++) {
     if (!t[i] || !t[i]->channels_last) continue;
@@ -257,7 +223,7 @@ cq_status cq_module_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const
   for (int i = 0; i < nout; i++) out[i] = NULL;
   free_saved(ctx->pending_saved, ctx->pending_free);
   ctx->pending_saved = NULL;
-  const int wanted = ctx->hint_next && ctx->depth > 0 && channels_last_enabled;
+  const int wanted = ctx->hint_next && ctx->depth > 0 && cq_channels_last_enabled();
   ctx->hint_next = 0;
   cq_status st = cq_module_reads_channels_last(m, wanted) ? CQ_OK : contiguous_all(ctx, nin, args);
   if (st != CQ_OK) return cq_fail_context(st, "%s", t->name);
@@ -291,19 +257,8 @@ cq_status cq_module_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const
 
 int cq_ctx_outermost(const cq_ctx *ctx) { return ctx->depth == 0; }
 
-int cq_module_reads_channels_last(const cq_module *m, int after) {
-  return m->type->reads_channels_last ? m->type->reads_channels_last(m, after) : 0;
-}
-
-int cq_reads_channels_last_passes(const cq_module *m, int after) {
-  (void)m;
-  return after;
-}
-
 void cq_ctx_hint_channels_last(cq_ctx *ctx, int wanted) { ctx->hint_next = wanted != 0; }
 int cq_ctx_channels_last_wanted(const cq_ctx *ctx) { return ctx->wanted; }
-int cq_channels_last_enabled(void) { return channels_last_enabled; }
-void cq_debug_channels_last(int enabled) { channels_last_enabled = enabled != 0; }
 
 cq_status cq_module_forward1(cq_module *m, cq_ctx *ctx, cq_tensor *in, cq_tensor **out) {
   return cq_module_forward(m, ctx, 1, &in, 1, out);
