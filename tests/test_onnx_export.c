@@ -704,6 +704,26 @@ static void test_round_trips(void) {
   /* a static QuantizedLinear on a 3-D input is written as MatMul([in, out] weight, per-channel
    * along axis 1) + Add: it must come back as the same QuantizedLinear */
   const int64_t ops_shape[3] = {2, 3, 4};
+  /* float Sub / Div of two activations and a broadcasting Add, float and around a static graph */
+  const int64_t arith_shape[2] = {2, 6};
+  for (int q = 0; q < 2; q++) {
+    m = NULL;
+    OK(cq_onnx_load(CQ_TEST_DATA_DIR "/golden/onnx_models/arith.onnx", &m));
+    if (!m) continue;
+    if (q) {
+      cq_graph_quant_options o = cq_graph_quant_defaults();
+      OK(cq_prepare_graph(m, &o));
+      cq_ctx *ctx = NULL;
+      OK(cq_ctx_create(&ctx));
+      cq_tensor *x = input_tensor(2, arith_shape, 0.1), *y = NULL;
+      OK(cq_module_forward1(m, ctx, x, &y));
+      cq_tensor_free(x);
+      cq_ctx_free(ctx);
+      OK(cq_convert_graph(m, &o));
+    }
+    round_trip(m, 2, arith_shape, q ? "rt_arith_static.onnx" : "rt_arith.onnx", "Div()");
+    cq_module_free(m);
+  }
   for (int pc = 0; pc < 2; pc++) {
     m = NULL;
     OK(cq_onnx_load(CQ_TEST_DATA_DIR "/golden/onnx_models/shape_ops.onnx", &m));

@@ -119,6 +119,11 @@ typedef enum cq_binary_op { CQ_BINARY_ADD, CQ_BINARY_SUB, CQ_BINARY_MUL, CQ_BINA
  * "BinaryConst(op=mul, constant_shape=(3, 1, 1))" (+ ", constant_first=True"). */
 CQ_API cq_status cq_binary_const(cq_module **out, cq_binary_op op, const cq_tensor *constant,
                                  int constant_first);
+/* y = a op b of two inputs with numpy broadcasting (torch.add / sub / mul / div on two computed
+ * tensors), float only: what ONNX's Sub / Div of two activations and an Add whose operands differ
+ * in shape become (PyTorch has no quantized sub or div, and its quantized add needs equal shapes;
+ * cq_add / cq_mul are the quantizable forms). Prints "Sub()", "Div()", "Add()" or "Mul()". */
+CQ_API cq_status cq_binary(cq_module **out, cq_binary_op op);
 /* torch.matmul of two inputs (1-D operands as torch treats them, batch dimensions broadcast), float
  * only (CQ_EUNSUPPORTED on quantized input). Prints "MatMul()". */
 CQ_API cq_status cq_matmul(cq_module **out);

@@ -1,5 +1,5 @@
-/* The ops imported graphs use (LeakyReLU, Hardsigmoid, Hardswish, BinaryConst, MatMul, Reshape,
- * Permute, Squeeze, Unsqueeze, Gather, ConvTranspose2d) and the converted QuantizedLeakyReLU /
+/* The ops imported graphs use (LeakyReLU, Hardsigmoid, Hardswish, BinaryConst, binary ops of two
+ * inputs, MatMul, Reshape, Permute, Squeeze, Unsqueeze, Gather, ConvTranspose2d) and the converted QuantizedLeakyReLU /
  * QuantizedHardswish, as ONNX nodes.
  *
  * On quantized tensors: LeakyReLU and the shape ops keep the input's qparams, Hardsigmoid gives
@@ -108,6 +108,21 @@ static cq_status emit_binary_const(ox_exporter *x, const ox_call *c) {
   kv.ndim = k->ndim;
   memcpy(kv.dims, k->shape, sizeof(int64_t) * (size_t)k->ndim);
   ox_broadcast_shape(&c->out[0], c->in[0], &kv);
+  return x->b.st;
+}
+
+/* cq_binary: Add / Sub / Mul / Div of two float inputs with numpy broadcasting. */
+static cq_status emit_binary(ox_exporter *x, const ox_call *c) {
+  cq_binary_op op;
+  cq_status st = cq_binary_describe(c->m, &op);
+  if (st != CQ_OK) return st;
+  for (int i = 0; i < 2; i++) {
+    if (c->in[i]->quantized) return ox_fail(c, CQ_EUNSUPPORTED, "input %d is quantized", i);
+  }
+  static const char *ops[4] = {"Add", "Sub", "Mul", "Div"};
+  const char *in[2] = {c->in[0]->name, c->in[1]->name};
+  c->out[0].name = ox_op(x, c->path, c->path, ops[op], 2, in, NULL, NULL);
+  ox_broadcast_shape(&c->out[0], c->in[0], c->in[1]);
   return x->b.st;
 }
 
@@ -299,6 +314,10 @@ static const struct {
   ox_emit_fn fn;
 } extra_emitters[] = {
     {"Gather", emit_gather},
+    {"Add", emit_binary},
+    {"Sub", emit_binary},
+    {"Mul", emit_binary},
+    {"Div", emit_binary},
     {"LeakyReLU", emit_leaky_relu},
     {"Hardsigmoid", emit_hardsigmoid},
     {"Hardswish", emit_hardswish},

@@ -490,22 +490,28 @@ static cq_status binary(oi_importer *im, const Onnx__NodeProto *node, cq_binary_
   if (st != CQ_OK) return st;
   if (!a || !b) return oi_fail(im, CQ_EFORMAT, "needs two inputs");
   if (a->kind == OI_ACT && b->kind == OI_ACT) {
-    if (op == CQ_BINARY_SUB || op == CQ_BINARY_DIV) {
-      return oi_fail(im, CQ_EUNSUPPORTED, "%s of two computed tensors is not supported",
-                     node->op_type);
-    }
     int same = a->ndim == b->ndim;
     for (int d = 0; same && d < a->ndim; d++) {
       const oi_dim p = a->dims[d], q = b->dims[d];
       if (p.sym != q.sym || (!p.sym && p.v != q.v)) same = 0;
       if (p.sym && q.sym && p.sym != q.sym) same = 0;
     }
-    if (!same && op == CQ_BINARY_ADD) {
-      return oi_fail(im, CQ_EUNSUPPORTED, "Add of two tensors whose shapes differ (broadcasting) "
-                     "is not supported");
+    /* numpy broadcasting, checked where both sizes are known */
+    for (int k = 1; k <= a->ndim && k <= b->ndim; k++) {
+      const oi_dim p = a->dims[a->ndim - k], q = b->dims[b->ndim - k];
+      if (!p.sym && !q.sym && p.v != q.v && p.v != 1 && q.v != 1) {
+        return oi_fail(im, CQ_ESHAPE, "the operands cannot broadcast (sizes %lld and %lld at "
+                       "dimension %d from the end)", (long long)p.v, (long long)q.v, k);
+      }
     }
+    /* Add of one shape and Mul: the quantizable FloatFunctional forms; Sub, Div and a
+     * broadcasting Add: the float binary op */
     cq_module *m;
-    st = op == CQ_BINARY_ADD ? cq_add(&m) : cq_mul(&m);
+    if (op == CQ_BINARY_MUL || (op == CQ_BINARY_ADD && same)) {
+      st = op == CQ_BINARY_ADD ? cq_add(&m) : cq_mul(&m);
+    } else {
+      st = cq_binary(&m, op);
+    }
     if (st != CQ_OK) return fail_ctor(im, st);
     oi_value *y;
     char name[128];

@@ -279,6 +279,62 @@ cq_status cq_binary_const_describe(const cq_module *m, cq_binary_op *op, int *co
   return CQ_OK;
 }
 
+/* --- two computed operands (cq_binary) ----------------------------------------------------------- */
+
+static cq_status binary_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                                cq_tensor **out) {
+  (void)nin;
+  (void)nout;
+  const cq_binary_op op = *(const cq_binary_op *)m->impl;
+  for (int i = 0; i < 2; i++) {
+    if (in[i]->dtype != CQ_F32 || in[i]->qparams) {
+      return cq_module_fail(m, CQ_EUNSUPPORTED, "input %d is not a float32 tensor (%s has no "
+                            "quantized kernel)", i, cq_binary_op_name(op));
+    }
+  }
+  return cq_binary_forward(m, ctx, op, in[0], in[1], &out[0]);
+}
+
+static cq_status binary_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e,
+                                 cq_tensor *const *gout, cq_tensor **gin) {
+  const cq_binary_op op = *(const cq_binary_op *)m->impl;
+  return cq_binary_backward(m, ctx, op, e->in[0], e->in[1], gout[0], &gin[0], &gin[1]);
+}
+
+#define BINARY_TYPE(var, type_name)                                                  \
+  static const cq_module_type var = {                                                \
+      .name = type_name,                                                             \
+      .forward = binary_forward,                                                     \
+      .backward = binary_backward,                                                   \
+      .nin_min = 2, .nin_max = 2, .nout_min = 1, .nout_max = 1,                      \
+  }
+BINARY_TYPE(binary_add_type, "Add");
+BINARY_TYPE(binary_sub_type, "Sub");
+BINARY_TYPE(binary_mul_type, "Mul");
+BINARY_TYPE(binary_div_type, "Div");
+static const cq_module_type *const binary_types[4] = {&binary_add_type, &binary_sub_type,
+                                                      &binary_mul_type, &binary_div_type};
+
+cq_status cq_binary(cq_module **out, cq_binary_op op) {
+  if (!out) return cq_fail(CQ_EINVAL, "binary op: the output pointer is NULL");
+  *out = NULL;
+  if ((unsigned)op > CQ_BINARY_DIV) return cq_fail(CQ_EINVAL, "unknown binary op %d", (int)op);
+  cq_binary_op *p = cq_malloc_for(sizeof *p, "binary op");
+  if (!p) return CQ_ENOMEM;
+  *p = op;
+  return cq_module_new(binary_types[op], p, out);
+}
+
+cq_status cq_binary_describe(const cq_module *m, cq_binary_op *op) {
+  for (int i = 0; m && i < 4; i++) {
+    if (m->type == binary_types[i]) {
+      *op = (cq_binary_op)i;
+      return CQ_OK;
+    }
+  }
+  return cq_fail(CQ_EINVAL, "%s is not a binary op of two inputs", m ? m->type->name : "(null)");
+}
+
 /* --- MatMul -------------------------------------------------------------------------------------- */
 
 /* torch.matmul's geometry: a is [batch_a..., n, k] (a 1-D a is [1, k]), b is [batch_b..., k, p]

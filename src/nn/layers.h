@@ -64,5 +64,7 @@ cq_status cq_squeeze_describe(const cq_module *m, int *unsqueeze, int *naxes, in
 /* BinaryConst: the op, the order, and the constant (the module's buffer; owned by the module). */
 cq_status cq_binary_const_describe(const cq_module *m, cq_binary_op *op, int *constant_first,
                                    const cq_tensor **constant);
+/* cq_binary's module: its op. */
+cq_status cq_binary_describe(const cq_module *m, cq_binary_op *op);
 
 #endif

@@ -206,6 +206,20 @@ class Conv1dNet(nn.Module):
         return self.conv2(torch.relu(self.bn(self.conv(x))))
 
 
+class Arith(nn.Module):
+    """Sub and Div of two computed tensors, and an Add that broadcasts ([N, 6] + [N, 1])."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 6)
+        self.fc2 = nn.Linear(6, 6)
+        self.fc3 = nn.Linear(6, 1)
+
+    def forward(self, x):
+        a, b = self.fc1(x), self.fc2(x)
+        return (a - b) / (b * b + 1.0) + self.fc3(x)
+
+
 def randomize_bn(m):
     for mod in m.modules():
         if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -237,6 +251,7 @@ MODELS = [
     ("mul", MulNet, (6,), 13, 0, ["fc1", "fc2"]),
     ("pools", Pools, (2, 10, 10), 13, 0, ["conv", "fc"]),
     ("conv1d", Conv1dNet, (3, 12), 13, 0, ["conv", "conv2"]),
+    ("arith", Arith, (6,), 13, 0, ["fc1", "fc2", "fc3"]),
 ]
 
 BATCHES = (2, 5)
