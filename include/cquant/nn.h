@@ -7,7 +7,8 @@
  * parameters and buffers: cq_module_free on the root frees everything.
  *
  * Execution: cq_module_forward runs a module on input tensors through a cq_ctx, which owns every
- * tensor it produces (freed by cq_ctx_reset / cq_ctx_free). With gradients enabled
+ * tensor it produces (released by cq_ctx_reset, which keeps their memory for the next run of the
+ * same shapes, and freed by cq_ctx_free). With gradients enabled
  * (cq_ctx_set_grad), the ctx records a tape of the calls; cq_ctx_backward then propagates a gradient
  * from an output back through the tape, accumulating into each parameter's grad tensor (as
  * PyTorch's autograd does; zero them with cq_module_zero_grad).
@@ -86,7 +87,8 @@ CQ_API char *cq_module_repr_alloc(const cq_module *m);
 
 CQ_API cq_status cq_ctx_create(cq_ctx **out);
 CQ_API void cq_ctx_free(cq_ctx *ctx);
-/* Frees every tensor the ctx produced and clears the tape. */
+/* Releases every tensor the ctx produced (none may be used afterwards; their memory is kept for
+ * reuse by the next run and freed by the reset after it, or by cq_ctx_free) and clears the tape. */
 CQ_API void cq_ctx_reset(cq_ctx *ctx);
 /* Enables recording for backward (like torch.enable_grad / no_grad). Default: off. */
 CQ_API void cq_ctx_set_grad(cq_ctx *ctx, int enabled);

@@ -24,6 +24,20 @@ typedef struct quantize_impl {
   cq_qdtype dtype;
 } quantize_impl;
 
+/* quint8 from values that are all finite and within int64 after scaling: the vector kernels (the
+ * same bytes as quantize_val). Returns 0 (nothing written) otherwise: the scalar definition then
+ * gives every case PyTorch's result, NaN and infinities included. (The quant layer's
+ * cq_quantize_per_tensor cannot call kernels, which sit above it.) */
+static int quantize_vector(const quantize_impl *p, const cq_tensor *x, cq_tensor *y) {
+  cq_isa isa;
+  if (p->dtype != CQ_QUINT8 || !(isfinite(p->scale) && p->scale > 0.0f) || p->zero_point < 0 ||
+      p->zero_point > 255 || cq_isa_active(&isa) != CQ_OK) {
+    return 0;
+  }
+  return cq_f32_quantize_qu8_finite(isa, x->data, (size_t)cq_tensor_numel(x), 1.0f / p->scale,
+                                    p->zero_point, y->data);
+}
+
 static cq_status quantize_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in,
                                   int nout, cq_tensor **out) {
   (void)nin;
@@ -46,14 +60,7 @@ static cq_status quantize_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor 
   qp.zero_point[0] = p->zero_point;
   cq_tensor *y = NULL;
   st = cq_ctx_tensor(ctx, storage, x->ndim, x->shape, &y);
-  /* quint8 with finite values: the vector kernel (the same bytes as quantize_val); otherwise
-   * the scalar definition, which also gives NaN and infinities PyTorch's results */
-  cq_isa isa;
-  const int fast = st == CQ_OK && p->dtype == CQ_QUINT8 && isfinite(p->scale) && p->scale > 0.0f &&
-                   p->zero_point >= 0 && p->zero_point <= 255 && cq_isa_active(&isa) == CQ_OK &&
-                   cq_f32_quantize_qu8_finite(isa, x->data, (size_t)cq_tensor_numel(x),
-                                              1.0f / p->scale, p->zero_point, y->data);
-  if (st == CQ_OK && !fast) {
+  if (st == CQ_OK && !quantize_vector(p, x, y)) {
     st = cq_quantize_per_tensor(x->data, cq_tensor_numel(x), p->scale, p->zero_point, p->dtype,
                                 y->data);
   }
