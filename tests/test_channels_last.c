@@ -85,14 +85,15 @@ static cq_module *residual(void) {
   return g;
 }
 
-static void quantize(cq_module *g, cq_backend engine) {
+/* Calibrates on inputs of `channels` channels and converts. */
+static void quantize_with(cq_module *g, cq_backend engine, int64_t channels) {
   cq_graph_quant_options o = cq_graph_quant_defaults();
   o.backend = engine;
   OK(cq_prepare_graph(g, &o));
   cq_ctx *ctx = NULL;
   OK(cq_ctx_create(&ctx));
   for (int i = 0; i < 3; i++) {
-    cq_tensor *x = ramp(2, 3, 12, 12, 0.11f + 0.07f * (float)i), *y = NULL;
+    cq_tensor *x = ramp(2, channels, 12, 12, 0.11f + 0.07f * (float)i), *y = NULL;
     OK(cq_module_forward1(g, ctx, x, &y));
     cq_ctx_reset(ctx);
     cq_tensor_free(x);
@@ -100,6 +101,8 @@ static void quantize(cq_module *g, cq_backend engine) {
   OK(cq_convert_graph(g, &o));
   cq_ctx_free(ctx);
 }
+
+static void quantize(cq_module *g, cq_backend engine) { quantize_with(g, engine, 3); }
 
 typedef struct seen {
   int tensors, channels_last;
@@ -211,10 +214,12 @@ static const cq_module_type probe_type = {
 };
 
 static void test_inside_a_run(void) {
-  cq_module *c[] = {conv(3, 16, 3, 1, 1, 1)};
+  /* 8 input channels: the implicit path, whose native output is channels-last (a conv of <= 4
+   * input channels may take the direct path, which writes NCHW planes) */
+  cq_module *c[] = {conv(8, 16, 3, 1, 1, 1)};
   cq_module *g = tb_seq(1, c);
   cq_module_train(g, 0);
-  quantize(g, CQ_BACKEND_X86);
+  quantize_with(g, CQ_BACKEND_X86, 8);
   cq_module *quant = cq_module_find(g, "input_quant"), *qconv = NULL;
   for (int i = 0; i < g->nchildren; i++) {
     if (strstr(cq_module_type_name(g->children[i]), "QuantizedConv")) qconv = g->children[i];
@@ -230,7 +235,7 @@ static void test_inside_a_run(void) {
   pi->conv = qconv;
   cq_ctx *ctx = NULL;
   OK(cq_ctx_create(&ctx));
-  cq_tensor *x = ramp(1, 3, 9, 9, 0.3f), *q = NULL, *y = NULL, *direct = NULL;
+  cq_tensor *x = ramp(1, 8, 9, 9, 0.3f), *q = NULL, *y = NULL, *direct = NULL;
   OK(cq_module_forward1(quant, ctx, x, &q));
   OK(cq_module_forward1(pm, ctx, q, &y));
   CHECK_INT_EQ(pi->inner_channels_last, 1); /* what the conv wrote, seen inside the run */

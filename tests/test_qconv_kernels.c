@@ -31,7 +31,7 @@ static float rnd_unit(void) { return (float)(rnd() & 0xffffff) / 16777216.0f; }
 static cq_isa isas[CQ_ISA_COUNT];
 static int n_isas;
 static long runs_per_isa[CQ_ISA_COUNT];
-static long runs_per_path[3];
+static long runs_per_path[4];
 static cq_threadpool *pool2, *pool3;
 
 typedef struct conv_case {
@@ -68,7 +68,7 @@ static void to_nhwc(const uint8_t *src, uint8_t *dst, int64_t n, int64_t c, int6
 }
 
 static int path_index(const char *name) {
-  return !strcmp(name, "depthwise") ? 0 : !strcmp(name, "implicit") ? 1 : 2;
+  return !strcmp(name, "depthwise") ? 0 : !strcmp(name, "implicit") ? 1 : !strcmp(name, "direct") ? 3 : 2;
 }
 
 static void run_case(const conv_case *c) {
@@ -437,8 +437,8 @@ int main(void) {
     printf("test_qconv_kernels: %-10s %ld convolutions\n", cq_isa_name(isas[i]),
            runs_per_isa[isas[i]]);
   }
-  printf("test_qconv_kernels: paths: depthwise %ld, implicit %ld, im2col %ld\n", runs_per_path[0],
-         runs_per_path[1], runs_per_path[2]);
+  printf("test_qconv_kernels: paths: depthwise %ld, implicit %ld, im2col %ld, direct %ld\n",
+         runs_per_path[0], runs_per_path[1], runs_per_path[2], runs_per_path[3]);
   cq_threadpool_destroy(pool2);
   cq_threadpool_destroy(pool3);
   return check_summary("test_qconv_kernels");

@@ -39,6 +39,8 @@ enum {
   CQ_CPU_AMX_INT8 = 1u << 3, /* AMX-TILE + AMX-INT8 + OS saves tile state + permission granted */
   CQ_CPU_NEON = 1u << 4,     /* AArch64 Advanced SIMD (HWCAP_ASIMD; mandatory in ARMv8-A) */
   CQ_CPU_DOTPROD = 1u << 5,  /* ARMv8.2 SDOT/UDOT (HWCAP_ASIMDDP) */
+  CQ_CPU_AVX512VBMI2 = 1u << 6, /* AVX-512 VBMI2 (byte compress): not an ISA of the ladder, a
+                                 * feature some kernels of the AVX-512 ISAs check for */
 };
 
 typedef enum cq_isa {

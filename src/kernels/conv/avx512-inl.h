@@ -270,4 +270,56 @@ static inline void cq_conv_store_stage(const cq_conv_out *o, __m512i *stage, siz
   }
 }
 
+/* Output stage of the phase kernels (depthwise, direct): P vectors of 16 accumulators of one
+ * channel whose lane l of phase q is output position P * l + q, requantized by the forms above
+ * (KIND: which one; ZW: minus the weight zero point times the window sums s) and packed to the
+ * 16 * P bytes in position order. */
+enum { CQ_PHASE_INT, CQ_PHASE_FLOAT, CQ_PHASE_FLOAT_MIN };
+
+typedef struct cq_conv_phase_consts {
+  __m512i init, zw, zp16, lo8;
+  __m512 scale, fbias, mult, hi_f;
+  int use_lo;
+} cq_conv_phase_consts;
+
+/* Requantizes the P phase accumulators (minus zw * sums when ZW) and packs them to bytes in
+ * position order. */
+static inline __attribute__((always_inline)) __m512i
+cq_conv_phase_finish(__m512i *a, const __m512i *s, const cq_conv_phase_consts *k, const int P,
+                     const int ZW, const int KIND) {
+  __m512i z[4];
+#pragma GCC unroll 4
+  for (int q = 0; q < P; q++) {
+    if (ZW) a[q] = _mm512_sub_epi32(a[q], _mm512_mullo_epi32(s[q], k->zw));
+    __m512 v = _mm512_cvtepi32_ps(a[q]);
+    if (KIND == CQ_PHASE_INT) {
+      z[q] = _mm512_cvtps_epi32(_mm512_mul_ps(v, k->mult));
+    } else {
+      v = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(v, k->scale), k->fbias), k->mult);
+      if (KIND == CQ_PHASE_FLOAT_MIN) v = _mm512_min_ps(k->hi_f, v);
+      z[q] = _mm512_cvtps_epi32(v);
+    }
+  }
+  __m512i b;
+  if (P == 4) {
+    const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), k->zp16);
+    const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(z[2], z[3]), k->zp16);
+    b = _mm512_packus_epi16(p01, p23);
+    b = _mm512_shuffle_epi8(b, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6,
+                                                                     10, 14, 3, 7, 11, 15)));
+  } else if (P == 2) {
+    const __m512i h = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), k->zp16);
+    b = _mm512_packus_epi16(h, h);
+    b = _mm512_shuffle_epi8(b, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 0, 4,
+                                                                     1, 5, 2, 6, 3, 7)));
+    b = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), b);
+  } else {
+    const __m512i h = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[0]), k->zp16);
+    b = _mm512_packus_epi16(h, h);
+    b = _mm512_permutexvar_epi32(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
+  }
+  return k->use_lo ? _mm512_max_epu8(b, k->lo8) : b;
+}
+
 #endif

@@ -112,60 +112,12 @@ void cq_u8s8_conv_gemm__avx512vnni(const cq_conv_gemm *g, size_t m0, size_t m1) 
 
 /* ---- depthwise ------------------------------------------------------------------------------- */
 
-enum { KIND_INT, KIND_FLOAT, KIND_FLOAT_MIN };
-
-typedef struct dw_consts {
-  __m512i init, zw, zp16, lo8;
-  __m512 scale, fbias, mult, hi_f;
-  int use_lo;
-} dw_consts;
-
-/* Requantizes the P phase accumulators (minus zw * sums when ZW) and packs them to bytes in
- * position order. */
-static inline __attribute__((always_inline)) __m512i dw_finish(__m512i *a, const __m512i *s,
-                                                               const dw_consts *k, const int P,
-                                                               const int ZW, const int KIND) {
-  __m512i z[4];
-#pragma GCC unroll 4
-  for (int q = 0; q < P; q++) {
-    if (ZW) a[q] = _mm512_sub_epi32(a[q], _mm512_mullo_epi32(s[q], k->zw));
-    __m512 v = _mm512_cvtepi32_ps(a[q]);
-    if (KIND == KIND_INT) {
-      z[q] = _mm512_cvtps_epi32(_mm512_mul_ps(v, k->mult));
-    } else {
-      v = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(v, k->scale), k->fbias), k->mult);
-      if (KIND == KIND_FLOAT_MIN) v = _mm512_min_ps(k->hi_f, v);
-      z[q] = _mm512_cvtps_epi32(v);
-    }
-  }
-  __m512i b;
-  if (P == 4) {
-    const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), k->zp16);
-    const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(z[2], z[3]), k->zp16);
-    b = _mm512_packus_epi16(p01, p23);
-    b = _mm512_shuffle_epi8(b, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6,
-                                                                     10, 14, 3, 7, 11, 15)));
-  } else if (P == 2) {
-    const __m512i h = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), k->zp16);
-    b = _mm512_packus_epi16(h, h);
-    b = _mm512_shuffle_epi8(b, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 0, 4,
-                                                                     1, 5, 2, 6, 3, 7)));
-    b = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), b);
-  } else {
-    const __m512i h = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[0]), k->zp16);
-    b = _mm512_packus_epi16(h, h);
-    b = _mm512_permutexvar_epi32(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), b);
-  }
-  return k->use_lo ? _mm512_max_epu8(b, k->lo8) : b;
-}
-
 /* 16 * P output positions of one channel: the window of position P * l + q (lane l of phase q)
  * starts at row0 + 4 * l + q * (4 / P); kernel row i is rstride bytes below row i - 1. Returns
  * the bytes in position order. KH / MG (taps dwords per row) are compile-time when nonzero. */
 static inline __attribute__((always_inline)) __m512i
 dw_vector(const uint8_t *row0, int64_t rstride, const int32_t *wd, const int32_t *ones,
-          int64_t kh_rt, int64_t mg_rt, const dw_consts *k, const int P, const int KH,
+          int64_t kh_rt, int64_t mg_rt, const cq_conv_phase_consts *k, const int P, const int KH,
           const int MG, const int ZW, const int KIND) {
   const int64_t kh = KH ? KH : kh_rt, mg = MG ? MG : mg_rt;
   const int sw = 4 / P;
@@ -189,13 +141,13 @@ dw_vector(const uint8_t *row0, int64_t rstride, const int32_t *wd, const int32_t
       }
     }
   }
-  return dw_finish(a, s, k, P, ZW, KIND);
+  return cq_conv_phase_finish(a, s, k, P, ZW, KIND);
 }
 
 /* Two vectors of output rows r and r + 1 whose kernel rows are `rstride` apart, as are the two
  * output rows (stride_h == dilation_h): the KH + 1 input rows are loaded once for both. */
 static inline __attribute__((always_inline)) void
-dw_vector_pair(const uint8_t *row0, int64_t rstride, const int32_t *wd, const dw_consts *k,
+dw_vector_pair(const uint8_t *row0, int64_t rstride, const int32_t *wd, const cq_conv_phase_consts *k,
                __m512i *b0, __m512i *b1, const int P, const int KH, const int MG, const int KIND) {
   const int sw = 4 / P;
   __m512i a0[4], a1[4], s[4];
@@ -219,8 +171,8 @@ dw_vector_pair(const uint8_t *row0, int64_t rstride, const int32_t *wd, const dw
       }
     }
   }
-  *b0 = dw_finish(a0, s, k, P, 0, KIND);
-  *b1 = dw_finish(a1, s, k, P, 0, KIND);
+  *b0 = cq_conv_phase_finish(a0, s, k, P, 0, KIND);
+  *b1 = cq_conv_phase_finish(a1, s, k, P, 0, KIND);
 }
 
 static inline __attribute__((always_inline)) void dw_plane(const cq_conv_dw *d, int64_t c,
@@ -234,7 +186,7 @@ static inline __attribute__((always_inline)) void dw_plane(const cq_conv_dw *d, 
   const int64_t rstride = g->dilation[0] * wpp, step = 16 * P, sw = 4 / P;
   const int32_t *wd = p->dw_w + c * kh * mg;
   const cq_conv_out *o = d->out;
-  dw_consts k;
+  cq_conv_phase_consts k;
   k.init = _mm512_set1_epi32(o->init[0]);
   k.zw = _mm512_set1_epi32(p->w_zp[c]);
   k.zp16 = _mm512_set1_epi16((short)o->y_zp);
@@ -304,9 +256,9 @@ typedef void (*dw_fn)(const cq_conv_dw *, int64_t, const uint8_t *, uint8_t *);
     dw_plane(d, c, plane, y, P, KH, MG, ZW, KIND);                                           \
   }
 #define DW_KINDS(PREFIX, P, KH, MG, ZW)                    \
-  DW_FN(PREFIX##_int, P, KH, MG, ZW, KIND_INT)             \
-  DW_FN(PREFIX##_float, P, KH, MG, ZW, KIND_FLOAT)         \
-  DW_FN(PREFIX##_float_min, P, KH, MG, ZW, KIND_FLOAT_MIN)
+  DW_FN(PREFIX##_int, P, KH, MG, ZW, CQ_PHASE_INT)             \
+  DW_FN(PREFIX##_float, P, KH, MG, ZW, CQ_PHASE_FLOAT)         \
+  DW_FN(PREFIX##_float_min, P, KH, MG, ZW, CQ_PHASE_FLOAT_MIN)
 DW_KINDS(dw_p4_3x3, 4, 3, 1, 0)
 DW_KINDS(dw_p2_3x3, 2, 3, 1, 0)
 DW_KINDS(dw_p4, 4, 0, 0, 0)
@@ -329,7 +281,7 @@ void cq_u8_dwconv__avx512vnni(const cq_conv_dw *d, int64_t c, const uint8_t *pla
   const int pi = sw == 1 ? 0 : sw == 2 ? 1 : 2;
   const int si = p->w_zp[c] != 0 ? 2 : p->g.kernel[0] == 3 && p->dw_groups == 1 ? 0 : 1;
   const cq_conv_out *o = d->out;
-  const int ki = o->kind == CQ_OUT_U8_INT ? KIND_INT : o->need_min ? KIND_FLOAT_MIN : KIND_FLOAT;
+  const int ki = o->kind == CQ_OUT_U8_INT ? CQ_PHASE_INT : o->need_min ? CQ_PHASE_FLOAT_MIN : CQ_PHASE_FLOAT;
   dw_table[pi][si][ki](d, c, plane, y);
 }
 

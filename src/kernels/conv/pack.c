@@ -149,6 +149,30 @@ static cq_status pack_depthwise(cq_qconv_packed *p) {
   return CQ_OK;
 }
 
+/* The direct path's tap dwords (see qconv.h), when the geometry qualifies. */
+static cq_status pack_direct(cq_qconv_packed *p) {
+  const cq_conv_geom *g = &p->g;
+  const int64_t C = g->in_channels, O = g->out_channels, kh = g->kernel[0], kw = g->kernel[1];
+  p->direct = g->groups == 1 && C <= 4 && kw <= 8 && g->kernel[0] <= 64 && g->stride[0] == 1 && g->stride[1] == 1 &&
+              g->dilation[1] == 1 && !p->has_w_zp;
+  if (!p->direct) return CQ_OK;
+  const int64_t mg = (kw + 3) / 4;
+  p->direct_groups = mg;
+  p->direct_w = cq_calloc_for((size_t)(O * C * kh * mg), sizeof(int32_t), "direct taps");
+  if (!p->direct_w) return CQ_ENOMEM;
+  for (int64_t o = 0; o < O; o++) {
+    for (int64_t c = 0; c < C; c++) {
+      for (int64_t i = 0; i < kh; i++) {
+        for (int64_t j = 0; j < kw; j++) {
+          const uint32_t byte = (uint8_t)p->w[((o * C + c) * kh + i) * kw + j];
+          p->direct_w[((o * C + c) * kh + i) * mg + j / 4] |= (int32_t)(byte << (8 * (j % 4)));
+        }
+      }
+    }
+  }
+  return CQ_OK;
+}
+
 cq_status cq_qconv_pack(const cq_conv_geom *g, const int8_t *w, const float *w_scale,
                         const int32_t *w_zp, int per_channel, const float *bias,
                         cq_qconv_packed **out) {
@@ -197,7 +221,7 @@ cq_status cq_qconv_pack(const cq_conv_geom *g, const int8_t *w, const float *w_s
     for (int64_t k = 0; k < kdim; k++) s += (uint32_t)(int32_t)w[o * kdim + k];
     p->w_sum[o] = (int32_t)s;
   }
-  st = p->depthwise ? pack_depthwise(p) : CQ_OK;
+  st = p->depthwise ? pack_depthwise(p) : pack_direct(p);
   if (st == CQ_OK) st = plan_segments(p);
   if (st == CQ_OK && !p->depthwise) st = pack_groups(p);
   if (st != CQ_OK) goto fail;
@@ -224,6 +248,7 @@ void cq_qconv_packed_destroy(cq_qconv_packed *p) {
   cq_free(p->bias);
   cq_free(p->dw_w);
   cq_free(p->dw_ones);
+  cq_free(p->direct_w);
   cq_free(p);
 }
 

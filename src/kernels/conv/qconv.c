@@ -21,13 +21,15 @@ typedef enum conv_path {
   PATH_IMPLICIT,
   PATH_IM2COL_FAST,  /* im2col + the VNNI/AMX conv GEMM kernel */
   PATH_IM2COL_QGEMM, /* im2col + a qgemm block kernel (staging rows, then the store) */
-  PATH_ZROWS         /* small C: implicit GEMM on the kernel-row-interleaved image */
+  PATH_ZROWS,        /* small C: implicit GEMM on the kernel-row-interleaved image */
+  PATH_DIRECT        /* few input channels: output positions in the lanes (direct/) */
 } conv_path;
 
 struct cq_qconv_op {
   const cq_qconv_packed *p;
   cq_isa isa;
   conv_path path;
+  conv_path alt_path;    /* direct: the path for NHWC outputs (direct writes NCHW planes) */
   int32_t x_zp;
   cq_requant_params rq;  /* all O channels, as cq_requant_params_set_static fills them */
   int64_t og_pad;        /* channels per group rounded up to 16: stride of the arrays below */
@@ -42,7 +44,7 @@ struct cq_qconv_op {
 };
 
 static const char *const path_names[] = {"depthwise", "depthwise", "depthwise", "implicit",
-                                         "im2col", "im2col", "implicit"};
+                                         "im2col",    "im2col",    "implicit",  "direct"};
 
 static int is_depthwise(conv_path path) {
   return path == PATH_DW_VNNI || path == PATH_DW_SCALAR || path == PATH_DW_NEON;
@@ -56,7 +58,7 @@ static int vnni_helpers(cq_isa isa) {
 
 const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->path]; }
 cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op) {
-  return op->p->depthwise ? CQ_CONV_NCHW : CQ_CONV_NHWC;
+  return op->p->depthwise || op->path == PATH_DIRECT ? CQ_CONV_NCHW : CQ_CONV_NHWC;
 }
 cq_isa cq_qconv_isa(const cq_qconv_op *op) { return op->isa; }
 
@@ -74,7 +76,7 @@ void cq_qconv_destroy(cq_qconv_op *op) {
   cq_free(op);
 }
 
-static conv_path choose_path(const cq_qconv_packed *p, cq_isa isa) {
+static conv_path choose_path(const cq_qconv_packed *p, cq_isa isa, int allow_direct) {
   const int fast = vnni_helpers(isa);
   if (p->depthwise && (isa == CQ_ISA_NEON || isa == CQ_ISA_NEONDOT)) return PATH_DW_NEON;
   if (p->depthwise) {
@@ -82,6 +84,7 @@ static conv_path choose_path(const cq_qconv_packed *p, cq_isa isa) {
     return fast && (sw == 1 || sw == 2 || sw == 4) ? PATH_DW_VNNI : PATH_DW_SCALAR;
   }
   if (!fast || p->has_w_zp) return PATH_IM2COL_QGEMM;
+  if (p->direct && allow_direct && (cq_cpu_features() & CQ_CPU_AVX512VBMI2)) return PATH_DIRECT;
   if (p->rowseg && p->g.stride[0] == 1 && p->g.stride[1] == 1) return PATH_IMPLICIT;
   if (p->zrows) return PATH_ZROWS;
   return PATH_IM2COL_FAST;
@@ -166,7 +169,8 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
   op->p = p;
   op->isa = isa;
   op->x_zp = q->x_zp;
-  op->path = choose_path(p, isa);
+  op->path = choose_path(p, isa, 1);
+  op->alt_path = choose_path(p, isa, 0);
   op->og_pad = (p->og + 15) / 16 * 16;
   cq_status st = cq_requant_params_create(p->g.out_channels, &op->rq);
   if (st == CQ_OK) {
@@ -237,9 +241,10 @@ cq_status cq_qconv_create(const cq_qconv_packed *p, const cq_qgemm_quant *q, cq_
 /* ---- workspace ------------------------------------------------------------------------------ */
 
 typedef struct conv_dims {
+  conv_path path;      /* the op's, or the one it takes for this output layout (alt_path) */
   int64_t h, w, ho, wo, hp, wp;
   int64_t mv;          /* GEMM rows of one image (virtual positions for the implicit path) */
-  int64_t wpp;         /* depthwise plane row stride */
+  int64_t wpp;         /* depthwise plane row stride; direct: bytes from one input plane to the next */
   int dw_flat;         /* depthwise VNNI: output rows on the padded width (cq_conv_dw.flat) */
   size_t plane_bytes, flat_bytes;
   int64_t col_rows;    /* im2col rows per chunk */
@@ -258,6 +263,7 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
   const cq_qconv_packed *p = op->p;
   const cq_conv_geom *g = &p->g;
   memset(d, 0, sizeof *d);
+  d->path = op->path == PATH_DIRECT && yl == CQ_CONV_NHWC ? op->alt_path : op->path;
   d->h = h;
   d->w = w;
   d->ho = cq_qconv_out_size(h, g->kernel[0], g->stride[0], g->padding[0], g->dilation[0]);
@@ -265,11 +271,11 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
   d->hp = h + 2 * g->padding[0];
   d->wp = w + 2 * g->padding[1];
   const int64_t C = g->in_channels, O = g->out_channels;
-  if (is_depthwise(op->path)) {
+  if (is_depthwise(d->path)) {
     const int64_t sw = g->stride[1];
     d->wpp = (d->wp + sw - 1) / sw * sw;
     d->plane_bytes = align64((size_t)(d->hp * d->wpp) + CQ_CONV_SLACK + 4 * (size_t)p->dw_groups);
-    if (op->path == PATH_DW_VNNI && g->stride[0] == 1 && d->ho > 0 && d->wo > 0) {
+    if (d->path == PATH_DW_VNNI && g->stride[0] == 1 && d->ho > 0 && d->wo > 0) {
       /* flat rows when they save a tenth of the vectors (16 * 4 / sw positions each) */
       const int64_t step = 64 / sw, wv = d->wpp / sw;
       const int64_t flat = ((d->ho - 1) * wv + d->wo + step - 1) / step;
@@ -277,7 +283,7 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
       d->dw_flat = flat * 10 < rows * 9;
       if (d->dw_flat) d->flat_bytes = align64((size_t)(d->ho * wv) + 2 * 64);
     }
-    if (op->path == PATH_DW_VNNI && !d->dw_flat) {
+    if (d->path == PATH_DW_VNNI && !d->dw_flat) {
       /* rows processed one by one: 64-byte aligned rows make the plane copy cheaper */
       d->wpp = (d->wp + 63) / 64 * 64;
       d->plane_bytes = align64((size_t)(d->hp * d->wpp) + CQ_CONV_SLACK +
@@ -288,8 +294,17 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
     if (yl == CQ_CONV_NHWC) d->planar_y_bytes = align64((size_t)(O * d->ho * d->wo));
     return;
   }
+  if (d->path == PATH_DIRECT) {
+    /* the padded input planes, each followed by the slack cq_conv_plane fills */
+    d->wpp = align64((size_t)(d->hp * d->wp) + CQ_CONV_SLACK + 4 * (size_t)p->direct_groups);
+    d->mv = (d->ho - 1) * d->wp + d->wo;
+    d->img_bytes = (size_t)(C * d->wpp);
+    if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
+    if (yl == CQ_CONV_NHWC) d->planar_y_bytes = align64((size_t)(O * d->ho * d->wo));
+    return;
+  }
   d->aoff_bytes = align64(sizeof(int64_t) * (size_t)(g->groups * p->ksteps));
-  if (op->path == PATH_ZROWS) {
+  if (d->path == PATH_ZROWS) {
     const int64_t px = p->zpx; /* bytes per pixel of the interleaved image */
     if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
     d->img_bytes = align64((size_t)((d->ho * d->wp + 32) * px) + CQ_CONV_SLACK);
@@ -297,7 +312,7 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
     return;
   }
   d->img_bytes = align64((size_t)((d->hp * d->wp + 32) * C) + CQ_CONV_SLACK);
-  if (op->path == PATH_IMPLICIT) {
+  if (d->path == PATH_IMPLICIT) {
     d->mv = (d->ho - 1) * d->wp + d->wo;
     return;
   }
@@ -306,7 +321,7 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
   rows = rows < 32 ? 32 : rows > 512 ? 512 : rows;
   d->col_rows = rows;
   d->col_bytes = align64((size_t)(rows * p->k_packed) + CQ_CONV_SLACK);
-  d->stage_bytes = op->path == PATH_IM2COL_QGEMM ? align64((size_t)(rows * O)) : 0;
+  d->stage_bytes = d->path == PATH_IM2COL_QGEMM ? align64((size_t)(rows * O)) : 0;
   d->thread_bytes = d->col_bytes + d->stage_bytes;
 }
 
@@ -472,7 +487,7 @@ static void im2col_part(void *ctx, int thread, int64_t begin, int64_t end) {
 #else
       cq_conv_im2col__scalar(&ic, gi, q0, rows, col);
 #endif
-      if (op->path == PATH_IM2COL_FAST) {
+      if (j->d->path == PATH_IM2COL_FAST) {
         cq_conv_out out = group_out(j, gi, d->wo);
         /* the kernel's row r is output position q0 + r: shift the destination by q0 */
         out.y += j->y_nchw ? q0 : q0 * O;
@@ -496,7 +511,7 @@ static void im2col_part(void *ctx, int thread, int64_t begin, int64_t end) {
         op->block(&ga, thread, 0, (size_t)rows, 0, (size_t)p->gw[gi]->panels);
       }
     }
-    if (op->path == PATH_IM2COL_QGEMM) {
+    if (j->d->path == PATH_IM2COL_QGEMM) {
       cq_conv_out out = op->out;
       out.nchw = j->y_nchw;
       out.plane = d->ho * d->wo;
@@ -549,6 +564,24 @@ static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
   }
 }
 
+static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
+  const conv_job *j = ctx;
+  (void)thread;
+  const conv_dims *d = j->d;
+  cq_conv_out out = group_out(j, 0, d->wp);
+  out.y = j->planes_y;
+  out.nchw = 1;
+  const cq_conv_direct dc = {.p = j->op->p, .planes = j->im.dst, .plane_stride = d->wpp,
+                             .vw = d->wp, .wo = d->wo, .out = &out};
+  const int64_t v1 = end * 64 < d->mv ? end * 64 : d->mv;
+#if CQ_ARCH_X86
+  cq_u8_conv_direct__avx512vnni(&dc, begin * 64, v1);
+#else
+  (void)dc;
+  (void)v1;
+#endif
+}
+
 static int threads_for(cq_threadpool *tp, int64_t macs) {
   return macs < CQ_CONV_MIN_PARALLEL_MACS ? 1 : cq_threadpool_threads(tp);
 }
@@ -598,21 +631,21 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
   j.threads_mem = planar_y + d.planar_y_bytes;
   const int64_t macs = d.ho * d.wo * O * p->cg * p->taps;
   const int threads = threads_for(tp, macs);
-  if (op->path == PATH_IMPLICIT || op->path == PATH_IM2COL_FAST || op->path == PATH_ZROWS) {
+  if (d.path == PATH_IMPLICIT || d.path == PATH_IM2COL_FAST || d.path == PATH_ZROWS) {
     for (int64_t gi = 0; gi < g->groups; gi++) {
       for (int64_t s = 0; s < p->ksteps; s++) {
         const cq_conv_seg *sg = &p->seg[p->step_seg[s]];
         const int64_t t = s - sg->kdst / 64;
         aoff[gi * p->ksteps + s] =
-            op->path == PATH_IMPLICIT
+            d.path == PATH_IMPLICIT
                 ? (sg->di * d.wp + sg->dj) * C + gi * p->cg + sg->coff + 64 * t
                 : 64 * s;
       }
     }
   }
-  if (!is_depthwise(op->path)) {
+  if (!is_depthwise(d.path) && d.path != PATH_DIRECT) {
     /* readable, defined slack after the image */
-    const size_t img = (size_t)(op->path == PATH_ZROWS ? d.ho * d.wp * p->zpx : d.hp * d.wp * C);
+    const size_t img = (size_t)(d.path == PATH_ZROWS ? d.ho * d.wp * p->zpx : d.hp * d.wp * C);
     memset(ws + img, op->x_zp, d.img_bytes - img);
   }
   for (int64_t n = 0; n < batch; n++) {
@@ -625,16 +658,25 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       j.im.nchw = 1;
       cq_parallel_for(tp, h, C * h * w >= 65536 ? threads : 1, to_planes_part, &j);
     }
-    if (is_depthwise(op->path)) {
+    if (is_depthwise(d.path) || d.path == PATH_DIRECT) {
       j.planes_y = d.planar_y_bytes ? planar_y : j.y;
-      cq_parallel_for(tp, C, threads, depthwise_part, &j);
+      if (d.path == PATH_DIRECT) {
+#if CQ_ARCH_X86
+        for (int64_t c = 0; c < C; c++) {
+          cq_conv_plane__avx512vnni(&j.im, c, d.wp, 4 * p->direct_groups, 0, ws + c * d.wpp);
+        }
+#endif
+        cq_parallel_for(tp, (d.mv + 63) / 64, threads, direct_part, &j);
+      } else {
+        cq_parallel_for(tp, C, threads, depthwise_part, &j);
+      }
       if (d.planar_y_bytes) {
         cq_parallel_for(tp, d.ho, O * d.ho * d.wo >= 65536 ? threads : 1, from_planes_part, &j);
       }
       continue;
     }
     j.units = (d.mv + 31) / 32;
-    if (op->path == PATH_ZROWS) {
+    if (d.path == PATH_ZROWS) {
       cq_parallel_for(tp, d.ho, d.ho * d.wp * p->zpx >= 65536 ? threads : 1, zrows_part, &j);
       j.a = ws;
       j.lda = (size_t)p->zpx;
@@ -645,7 +687,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
     j.a = ws;
     j.lda = (size_t)C;
     cq_parallel_for(tp, j.units, threads,
-                    op->path == PATH_IMPLICIT ? implicit_part : im2col_part, &j);
+                    d.path == PATH_IMPLICIT ? implicit_part : im2col_part, &j);
   }
   return CQ_OK;
 }

@@ -27,6 +27,14 @@
  *                window of up to 4 taps; two output rows per step share their input rows;
  *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON (AArch64):
  *                16 output positions of a row in the lanes, any stride.
+ *   "direct"     few input channels (groups 1, C <= 4, kw <= 8, stride 1, dilation_w 1, no weight
+ *                zero point), VNNI or AMX: the depthwise kernel's layout for every output channel.
+ *                Output positions are taken on the padded width (flat: a vector spans several
+ *                short rows, the columns past Wo are dropped) in 4 phases of 16 lanes; the
+ *                shifted input windows are loaded once per 64 positions from zero-point-padded
+ *                NCHW planes and used by all output channels (four at a time), each adding one
+ *                vpdpbusd per input channel, kernel row and 4 taps. The output is NCHW planes
+ *                (no transposes; an NHWC output goes through planes in the workspace).
  *   "implicit"   stride 1, no weight zero point, VNNI or AMX: implicit GEMM on a zero-point-padded
  *                NHWC copy of the image. Output positions are taken on the padded width (the few
  *                columns past Wo are computed and dropped), so the activations of kernel row i are
@@ -113,10 +121,10 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
                               cq_qconv_op **out);
 void cq_qconv_destroy(cq_qconv_op *op);
 cq_isa cq_qconv_isa(const cq_qconv_op *op);
-/* "depthwise", "implicit" or "im2col" (see the top of this file). */
+/* "depthwise", "direct", "implicit" or "im2col" (see the top of this file). */
 const char *cq_qconv_path_name(const cq_qconv_op *op);
-/* The output layout the op's path writes without a conversion: NCHW for depthwise (planes), NHWC
- * otherwise. */
+/* The output layout the op's path writes without a conversion: NCHW for depthwise and direct
+ * (planes), NHWC otherwise. */
 cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op);
 
 /* Bytes of workspace cq_qconv_run needs for images of h x w in these layouts with a pool of
@@ -180,6 +188,12 @@ struct cq_qconv_packed {
   int64_t dw_groups;
   int32_t *dw_w;
   int32_t *dw_ones;    /* kh * dw_groups (the same for every channel) */
+  /* direct path (see the top): eligible geometry and weights, and tap dwords as for depthwise:
+   * direct_w[((o * C + c) * kh + i) * direct_groups + m] holds the weights of input channel c,
+   * kernel row i, taps 4m .. 4m + 3 */
+  int direct;
+  int64_t direct_groups;
+  int32_t *direct_w;
 };
 
 /* K position of the first channel of tap (i, j) in a single-run layout: j * zpx + i * C for zrows
@@ -245,6 +259,19 @@ void cq_u8_dwconv__scalar(const cq_conv_dw *d, int64_t c, const uint8_t *plane, 
  * bytes past a row's last window, which the plane's slack covers. */
 void cq_u8_dwconv__neon(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y,
                         int32_t x_zp, const cq_requant_params *rq);
+
+/* Direct kernel: output positions [v0, v1) (v0 a multiple of 64; flat: position v is output row
+ * v / vw, column v % vw, dropped when the column is >= wo) of every output channel, from the C
+ * zero-point-padded input planes (plane c at planes + c * plane_stride, row stride vw, readable
+ * 64 + 4 * direct_groups bytes past the last window) into the NCHW planes of out->y (out: the
+ * constants of all channels). */
+typedef struct cq_conv_direct {
+  const cq_qconv_packed *p;
+  const uint8_t *planes;
+  int64_t plane_stride, vw, wo;
+  const cq_conv_out *out;
+} cq_conv_direct;
+void cq_u8_conv_direct__avx512vnni(const cq_conv_direct *d, int64_t v0, int64_t v1);
 
 /* x [n, h, w, c] (NHWC bytes: quint8 or qint8) rewritten as y [n, c, h, w] (NCHW), with the
  * fastest form cq_isa_active() allows. x and y must not overlap. */
