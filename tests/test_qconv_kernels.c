@@ -271,6 +271,24 @@ static void test_named_shapes(void) {
     c.all_layouts = 1;
     run_case(&c);
   }
+  /* direct path (C <= 4, stride 1): kernel widths across one and two tap dwords, output channels
+   * around the blocks of four, rows narrower than a phase and wider than a vector, a dilated
+   * kernel height, padding */
+  static const int64_t direct_k[][2] = {{1, 1}, {3, 3}, {2, 5}, {5, 7}, {7, 8}, {4, 4}, {1, 6}};
+  static const int64_t direct_o[] = {1, 3, 4, 5, 17, 64};
+  static const int64_t direct_w[] = {1, 2, 3, 9, 26, 63, 64, 65, 131};
+  for (int64_t C = 1; C <= 4; C++) {
+    for (size_t ki = 0; ki < sizeof direct_k / sizeof direct_k[0]; ki++) {
+      base_case(&c, C, direct_o[rnd() % 6], 1, 3 + (int64_t)(rnd() % 9), direct_w[rnd() % 9]);
+      c.g.kernel[0] = direct_k[ki][0];
+      c.g.kernel[1] = direct_k[ki][1];
+      c.g.padding[0] = rnd() % 2 ? direct_k[ki][0] / 2 : 0;
+      c.g.padding[1] = rnd() % 2 ? direct_k[ki][1] / 2 : 0;
+      if (rnd() % 4 == 0) c.g.dilation[0] = 2;
+      c.all_layouts = ki == 1;
+      run_case(&c);
+    }
+  }
   /* implicit path: widths around 16 and 32 positions, channels around 64 */
   static const int64_t widths[] = {14, 15, 16, 17, 18, 30, 31, 32, 33, 34, 47};
   for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {
