@@ -6,7 +6,8 @@
  * four vectors of 16 channels finish together in the 16-bit domain:
  *   U8_INT    z = cvt(f32(acc) * mult)
  *   U8_FLOAT  z = cvt(min(hi - zy, f32(f32(f32(acc) * scale) + fbias) * mult))  (the min only
- *             when the op's constants can reach 2^30, need_min)
+ *             when the op's constants can reach 2^30, need_min; the multiply by scale only when
+ *             some scale is not 1: FBGEMM's are all 1, unit_scale, and x * 1 is x exactly)
  *   then y = max(lo, packus8(sat16(sat16(z) + zy)))   (packssdw, paddsw, packuswb, pmaxub)
  * Bit-exactness with the scalar forms: for U8_INT, requant.h saturates z to int16, adds zy and
  * clamps to [lo, 255]; saturating the sum once more at int16 changes nothing that the clamp to
@@ -73,7 +74,7 @@ static inline void cq_conv_transpose16(__m512i r[16]) {
 typedef struct cq_conv_rq {
   __m512i zp16, lo8;
   __m512 hi_f;
-  int use_lo, need_min, is_int;
+  int use_lo, need_min, is_int, unit;
 } cq_conv_rq;
 
 static inline cq_conv_rq cq_conv_rq_init(const cq_conv_out *o) {
@@ -84,6 +85,7 @@ static inline cq_conv_rq cq_conv_rq_init(const cq_conv_out *o) {
   k.use_lo = o->y_min > 0;
   k.need_min = o->need_min;
   k.is_int = o->kind == CQ_OUT_U8_INT;
+  k.unit = o->unit_scale;
   return k;
 }
 
@@ -92,7 +94,8 @@ static inline __m512i cq_conv_rq_z(const cq_conv_rq *k, __m512i acc, __m512 scal
                                    __m512 mult) {
   __m512 v = _mm512_cvtepi32_ps(acc);
   if (k->is_int) return _mm512_cvtps_epi32(_mm512_mul_ps(v, mult));
-  v = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(v, scale), fbias), mult);
+  if (!k->unit) v = _mm512_mul_ps(v, scale);
+  v = _mm512_mul_ps(_mm512_add_ps(v, fbias), mult);
   if (k->need_min) v = _mm512_min_ps(k->hi_f, v);
   return _mm512_cvtps_epi32(v);
 }
@@ -110,7 +113,7 @@ static inline __m512i cq_conv_rq_pack(const cq_conv_rq *k, __m512i z0, __m512i z
 static inline __attribute__((always_inline)) void
 cq_conv_rq_rows_t(const cq_conv_out *o, const cq_conv_rq *k, const int32_t *acc, size_t ld,
                   size_t rows, size_t c0, size_t np, __m512i *stage, const int add_init,
-                  const int is_int, const int need_min, const int use_lo) {
+                  const int is_int, const int need_min, const int use_lo, const int unit) {
   __m512 sc[4], fb[4], mu[4];
   __m512i in[4];
   for (size_t j = 0; j < 4; j++) {
@@ -131,7 +134,8 @@ cq_conv_rq_rows_t(const cq_conv_out *o, const cq_conv_rq *k, const int32_t *acc,
       if (is_int) {
         f = _mm512_mul_ps(f, mu[j]);
       } else {
-        f = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(f, sc[j]), fb[j]), mu[j]);
+        if (!unit) f = _mm512_mul_ps(f, sc[j]);
+        f = _mm512_mul_ps(_mm512_add_ps(f, fb[j]), mu[j]);
         if (need_min) f = _mm512_min_ps(k->hi_f, f);
       }
       z[j] = _mm512_cvtps_epi32(f);
@@ -150,18 +154,25 @@ static inline void cq_conv_rq_rows(const cq_conv_out *o, const cq_conv_rq *k, co
                                    size_t ld, size_t rows, size_t c0, size_t nc, int add_init,
                                    __m512i *stage) {
   const size_t np = (nc + 15) / 16;
-  if (np == 4 && !add_init && !k->is_int && !k->need_min) { /* the common case, unswitched */
-    if (k->use_lo) {
-      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 1);
+  if (np == 4 && !add_init && !k->is_int && !k->need_min) { /* the common cases, unswitched */
+    if (k->unit) {
+      if (k->use_lo) {
+        cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 1, 1);
+      } else {
+        cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 0, 1);
+      }
+    } else if (k->use_lo) {
+      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 1, 0);
     } else {
-      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 0);
+      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 0, 0);
     }
     return;
   }
   if (k->is_int) {
-    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 1, 0, k->use_lo);
+    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 1, 0, k->use_lo, 0);
   } else {
-    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 0, k->need_min, k->use_lo);
+    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 0, k->need_min, k->use_lo,
+                      0);
   }
 }
 
@@ -274,7 +285,21 @@ static inline void cq_conv_store_stage(const cq_conv_out *o, __m512i *stage, siz
  * channel whose lane l of phase q is output position P * l + q, requantized by the forms above
  * (KIND: which one; ZW: minus the weight zero point times the window sums s) and packed to the
  * 16 * P bytes in position order. */
-enum { CQ_PHASE_INT, CQ_PHASE_FLOAT, CQ_PHASE_FLOAT_MIN };
+enum {
+  CQ_PHASE_INT,
+  CQ_PHASE_FLOAT,
+  CQ_PHASE_FLOAT_MIN,
+  CQ_PHASE_FLOAT_UNIT,    /* every scale is 1: no multiply */
+  CQ_PHASE_FLOAT_MIN_UNIT,
+  CQ_PHASE_KINDS
+};
+
+/* The phase kind of an output stage. */
+static inline int cq_conv_phase_kind(const cq_conv_out *o) {
+  if (o->kind == CQ_OUT_U8_INT) return CQ_PHASE_INT;
+  if (o->unit_scale) return o->need_min ? CQ_PHASE_FLOAT_MIN_UNIT : CQ_PHASE_FLOAT_UNIT;
+  return o->need_min ? CQ_PHASE_FLOAT_MIN : CQ_PHASE_FLOAT;
+}
 
 typedef struct cq_conv_phase_consts {
   __m512i init, zw, zp16, lo8;
@@ -295,8 +320,11 @@ cq_conv_phase_finish(__m512i *a, const __m512i *s, const cq_conv_phase_consts *k
     if (KIND == CQ_PHASE_INT) {
       z[q] = _mm512_cvtps_epi32(_mm512_mul_ps(v, k->mult));
     } else {
-      v = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(v, k->scale), k->fbias), k->mult);
-      if (KIND == CQ_PHASE_FLOAT_MIN) v = _mm512_min_ps(k->hi_f, v);
+      if (KIND == CQ_PHASE_FLOAT || KIND == CQ_PHASE_FLOAT_MIN) v = _mm512_mul_ps(v, k->scale);
+      v = _mm512_mul_ps(_mm512_add_ps(v, k->fbias), k->mult);
+      if (KIND == CQ_PHASE_FLOAT_MIN || KIND == CQ_PHASE_FLOAT_MIN_UNIT) {
+        v = _mm512_min_ps(k->hi_f, v);
+      }
       z[q] = _mm512_cvtps_epi32(v);
     }
   }

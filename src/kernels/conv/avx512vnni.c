@@ -255,10 +255,12 @@ typedef void (*dw_fn)(const cq_conv_dw *, int64_t, const uint8_t *, uint8_t *);
   static void NAME(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y) {      \
     dw_plane(d, c, plane, y, P, KH, MG, ZW, KIND);                                           \
   }
-#define DW_KINDS(PREFIX, P, KH, MG, ZW)                    \
-  DW_FN(PREFIX##_int, P, KH, MG, ZW, CQ_PHASE_INT)             \
-  DW_FN(PREFIX##_float, P, KH, MG, ZW, CQ_PHASE_FLOAT)         \
-  DW_FN(PREFIX##_float_min, P, KH, MG, ZW, CQ_PHASE_FLOAT_MIN)
+#define DW_KINDS(PREFIX, P, KH, MG, ZW)                                  \
+  DW_FN(PREFIX##_int, P, KH, MG, ZW, CQ_PHASE_INT)                       \
+  DW_FN(PREFIX##_float, P, KH, MG, ZW, CQ_PHASE_FLOAT)                   \
+  DW_FN(PREFIX##_float_min, P, KH, MG, ZW, CQ_PHASE_FLOAT_MIN)           \
+  DW_FN(PREFIX##_float_unit, P, KH, MG, ZW, CQ_PHASE_FLOAT_UNIT)         \
+  DW_FN(PREFIX##_float_min_unit, P, KH, MG, ZW, CQ_PHASE_FLOAT_MIN_UNIT)
 DW_KINDS(dw_p4_3x3, 4, 3, 1, 0)
 DW_KINDS(dw_p2_3x3, 2, 3, 1, 0)
 DW_KINDS(dw_p4, 4, 0, 0, 0)
@@ -267,9 +269,11 @@ DW_KINDS(dw_p1, 1, 0, 0, 0)
 DW_KINDS(dw_p4_zw, 4, 0, 0, 1)
 DW_KINDS(dw_p2_zw, 2, 0, 0, 1)
 DW_KINDS(dw_p1_zw, 1, 0, 0, 1)
-#define DW_ROW(PREFIX) {PREFIX##_int, PREFIX##_float, PREFIX##_float_min}
+#define DW_ROW(PREFIX)                                                                      \
+  {PREFIX##_int, PREFIX##_float, PREFIX##_float_min, PREFIX##_float_unit,                   \
+   PREFIX##_float_min_unit}
 /* [phases: 4, 2, 1][shape: 3x3, any, any with weight zero point][kind] */
-static const dw_fn dw_table[3][3][3] = {
+static const dw_fn dw_table[3][3][CQ_PHASE_KINDS] = {
     {DW_ROW(dw_p4_3x3), DW_ROW(dw_p4), DW_ROW(dw_p4_zw)},
     {DW_ROW(dw_p2_3x3), DW_ROW(dw_p2), DW_ROW(dw_p2_zw)},
     {DW_ROW(dw_p1), DW_ROW(dw_p1), DW_ROW(dw_p1_zw)},
@@ -280,9 +284,7 @@ void cq_u8_dwconv__avx512vnni(const cq_conv_dw *d, int64_t c, const uint8_t *pla
   const int64_t sw = p->g.stride[1];
   const int pi = sw == 1 ? 0 : sw == 2 ? 1 : 2;
   const int si = p->w_zp[c] != 0 ? 2 : p->g.kernel[0] == 3 && p->dw_groups == 1 ? 0 : 1;
-  const cq_conv_out *o = d->out;
-  const int ki = o->kind == CQ_OUT_U8_INT ? CQ_PHASE_INT : o->need_min ? CQ_PHASE_FLOAT_MIN : CQ_PHASE_FLOAT;
-  dw_table[pi][si][ki](d, c, plane, y);
+  dw_table[pi][si][cq_conv_phase_kind(d->out)](d, c, plane, y);
 }
 
 /* ---- layouts --------------------------------------------------------------------------------- */

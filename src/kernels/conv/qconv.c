@@ -101,6 +101,14 @@ static int float_stage_may_overflow(const cq_requant_params *rq) {
   return 0;
 }
 
+/* Whether every channel's float-stage scale is exactly 1 (FBGEMM's rule). */
+static int all_scales_one(const cq_requant_params *rq) {
+  for (int64_t c = 0; c < rq->channels; c++) {
+    if (rq->scale[c] != 1.0f) return 0;
+  }
+  return 1;
+}
+
 static cq_status fill_channels(cq_qconv_op *op) {
   const cq_qconv_packed *p = op->p;
   const int64_t G = p->g.groups, og = p->og, op_pad = op->og_pad, n = G * op_pad;
@@ -184,7 +192,9 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
                           .y_min = op->rq.y_min,
                           .hi_f = (float)(op->rq.y_max - op->rq.y_zp),
                           .need_min = op->rq.kind == CQ_OUT_U8_FLOAT &&
-                                      float_stage_may_overflow(&op->rq)};
+                                      float_stage_may_overflow(&op->rq),
+                          .unit_scale = op->rq.kind == CQ_OUT_U8_FLOAT &&
+                                        all_scales_one(&op->rq)};
   switch (isa) {
 #if CQ_ARCH_X86
     case CQ_ISA_AMX:

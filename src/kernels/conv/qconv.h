@@ -214,6 +214,7 @@ typedef struct cq_conv_out {
   int32_t y_zp, y_min;
   float hi_f;            /* 255 - y_zp */
   int need_min;          /* the float stage can exceed 2^30: clamp at hi_f before converting */
+  int unit_scale;        /* U8_FLOAT with every scale 1 (FBGEMM): the multiply is left out */
   int init_zero;         /* every init is 0 (no input zero point and no integer bias) */
   uint8_t *y;
   int nchw;

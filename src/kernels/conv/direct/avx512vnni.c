@@ -150,25 +150,26 @@ direct_run(const cq_conv_direct *d, int64_t v0, int64_t v1, const int KIND, cons
   }
 }
 
+typedef void (*direct_fn)(const cq_conv_direct *d, int64_t v0, int64_t v1);
 #define DIRECT_FN(NAME, KIND, USE_LO)                                                \
   static DIRECT_TARGET void NAME(const cq_conv_direct *d, int64_t v0, int64_t v1) { \
     direct_run(d, v0, v1, KIND, USE_LO);                                            \
   }
-DIRECT_FN(direct_int, CQ_PHASE_INT, 0)
-DIRECT_FN(direct_int_lo, CQ_PHASE_INT, 1)
-DIRECT_FN(direct_float, CQ_PHASE_FLOAT, 0)
-DIRECT_FN(direct_float_lo, CQ_PHASE_FLOAT, 1)
-DIRECT_FN(direct_float_min, CQ_PHASE_FLOAT_MIN, 0)
-DIRECT_FN(direct_float_min_lo, CQ_PHASE_FLOAT_MIN, 1)
+#define DIRECT_KIND(NAME, KIND) DIRECT_FN(NAME, KIND, 0) DIRECT_FN(NAME##_lo, KIND, 1)
+DIRECT_KIND(direct_int, CQ_PHASE_INT)
+DIRECT_KIND(direct_float, CQ_PHASE_FLOAT)
+DIRECT_KIND(direct_float_min, CQ_PHASE_FLOAT_MIN)
+DIRECT_KIND(direct_float_unit, CQ_PHASE_FLOAT_UNIT)
+DIRECT_KIND(direct_float_min_unit, CQ_PHASE_FLOAT_MIN_UNIT)
+/* [kind][the fused ReLU's lower bound is above 0] */
+static const direct_fn direct_table[CQ_PHASE_KINDS][2] = {
+    {direct_int, direct_int_lo},
+    {direct_float, direct_float_lo},
+    {direct_float_min, direct_float_min_lo},
+    {direct_float_unit, direct_float_unit_lo},
+    {direct_float_min_unit, direct_float_min_unit_lo},
+};
 
 void cq_u8_conv_direct__avx512vnni(const cq_conv_direct *d, int64_t v0, int64_t v1) {
-  const cq_conv_out *o = d->out;
-  const int lo = o->y_min > 0;
-  if (o->kind == CQ_OUT_U8_INT) {
-    (lo ? direct_int_lo : direct_int)(d, v0, v1);
-  } else if (o->need_min) {
-    (lo ? direct_float_min_lo : direct_float_min)(d, v0, v1);
-  } else {
-    (lo ? direct_float_lo : direct_float)(d, v0, v1);
-  }
+  direct_table[cq_conv_phase_kind(d->out)][d->out->y_min > 0](d, v0, v1);
 }
