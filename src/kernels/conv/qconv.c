@@ -587,8 +587,9 @@ static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
 #if CQ_ARCH_X86
   cq_u8_conv_direct__avx512vnni(&dc, begin * 64, v1);
 #else
-  (void)dc;
+  (void)dc; /* the path exists only in x86-64 builds (choose_path) */
   (void)v1;
+  (void)begin;
 #endif
 }
 
