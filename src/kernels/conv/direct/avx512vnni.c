@@ -76,6 +76,10 @@ direct_store(const direct_ctx *x, __m512i *a, int64_t ch, const int KIND, const 
  * operand: with the intrinsic, GCC 12 copies each accumulator of this loop twice per iteration. */
 #define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
+/* v = the int32 at p in every lane, loaded by each use: the compiler would broadcast once and copy
+ * the register to each accumulator, and those copies compete for the vector ports. */
+#define BROADCAST(v, p) __asm__("vpbroadcastd %1, %0" : "=v"(v) : "m"(p))
+
 /* Output channels ch .. ch + OB - 1 (OB 1 or 4) at the 64 positions from v0. */
 static inline __attribute__((always_inline)) DIRECT_TARGET void
 direct_block(const direct_ctx *x, int64_t v0, int64_t ch, const int OB, const int KIND,
@@ -86,11 +90,11 @@ direct_block(const direct_ctx *x, int64_t v0, int64_t ch, const int OB, const in
   __m512i a0[4], a1[4], a2[4], a3[4];
 #pragma GCC unroll 4
   for (int q = 0; q < 4; q++) {
-    a0[q] = _mm512_set1_epi32(x->init[ch]);
+    BROADCAST(a0[q], x->init[ch]);
     if (OB > 1) {
-      a1[q] = _mm512_set1_epi32(x->init[ch + 1]);
-      a2[q] = _mm512_set1_epi32(x->init[ch + 2]);
-      a3[q] = _mm512_set1_epi32(x->init[ch + 3]);
+      BROADCAST(a1[q], x->init[ch + 1]);
+      BROADCAST(a2[q], x->init[ch + 2]);
+      BROADCAST(a3[q], x->init[ch + 3]);
     }
   }
   for (int64_t t = 0; t < taps; t++) {
