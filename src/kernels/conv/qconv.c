@@ -310,8 +310,7 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
     d->mv = (d->ho - 1) * d->wp + d->wo;
     d->img_bytes = (size_t)(C * d->wpp);
     if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
-    if (yl == CQ_CONV_NHWC) d->planar_y_bytes = align64((size_t)(O * d->ho * d->wo));
-    return;
+    return; /* the output is NCHW here (alt_path otherwise) */
   }
   d->aoff_bytes = align64(sizeof(int64_t) * (size_t)(g->groups * p->ksteps));
   if (d->path == PATH_ZROWS) {

@@ -27,14 +27,16 @@
  *                window of up to 4 taps; two output rows per step share their input rows;
  *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON (AArch64):
  *                16 output positions of a row in the lanes, any stride.
- *   "direct"     few input channels (groups 1, C <= 4, kw <= 8, stride 1, dilation_w 1, no weight
- *                zero point), VNNI or AMX: the depthwise kernel's layout for every output channel.
+ *   "direct"     few input channels (groups 1, C <= 4, kh <= 64, kw <= 8, stride 1, dilation_w 1,
+ *                no weight zero point), VNNI or AMX on a CPU with AVX-512 VBMI2 (Ice Lake and
+ *                later; without it these take "implicit"): the depthwise kernel's layout for every
+ *                output channel.
  *                Output positions are taken on the padded width (flat: a vector spans several
  *                short rows, the columns past Wo are dropped) in 4 phases of 16 lanes; the
  *                shifted input windows are loaded once per 64 positions from zero-point-padded
  *                NCHW planes and used by all output channels (four at a time), each adding one
  *                vpdpbusd per input channel, kernel row and 4 taps. The output is NCHW planes
- *                (no transposes; an NHWC output goes through planes in the workspace).
+ *                (no transposes); for an NHWC output the op runs the "implicit" path instead.
  *   "implicit"   stride 1, no weight zero point, VNNI or AMX: implicit GEMM on a zero-point-padded
  *                NHWC copy of the image. Output positions are taken on the padded width (the few
  *                columns past Wo are computed and dropped), so the activations of kernel row i are
