@@ -289,6 +289,18 @@ static void test_named_shapes(void) {
       run_case(&c);
     }
   }
+  /* small C with a column stride (the first layers of ImageNet-style networks): the interleaved
+   * image's rows in whole strides */
+  for (int64_t C = 1; C <= 4; C++) {
+    for (int64_t k = 3; k <= 7; k += 2) {
+      base_case(&c, C, 8 * C + 5, k, 19 + C, 30 + k + C);
+      c.g.stride[0] = 1 + rnd() % 2;
+      c.g.stride[1] = 2 + (k == 5);
+      c.g.padding[0] = c.g.padding[1] = k / 2;
+      c.all_layouts = k == 3;
+      run_case(&c);
+    }
+  }
   /* implicit path: widths around 16 and 32 positions, channels around 64 */
   static const int64_t widths[] = {14, 15, 16, 17, 18, 30, 31, 32, 33, 34, 47};
   for (size_t i = 0; i < sizeof widths / sizeof widths[0]; i++) {

@@ -154,19 +154,18 @@ static inline void cq_conv_rq_rows(const cq_conv_out *o, const cq_conv_rq *k, co
                                    size_t ld, size_t rows, size_t c0, size_t nc, int add_init,
                                    __m512i *stage) {
   const size_t np = (nc + 15) / 16;
-  if (np == 4 && !add_init && !k->is_int && !k->need_min) { /* the common cases, unswitched */
-    if (k->unit) {
-      if (k->use_lo) {
-        cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 1, 1);
-      } else {
-        cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 0, 1);
-      }
-    } else if (k->use_lo) {
-      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 1, 0);
-    } else {
-      cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, 4, stage, 0, 0, 0, 0, 0);
-    }
+  if (!add_init && !k->is_int && !k->need_min) { /* the common cases, unswitched */
+    switch (np * 4 + (size_t)(k->unit * 2 + k->use_lo)) {
+#define CQ_RQ_CASE(NP, UNIT, LO)                                                 \
+  case NP * 4 + UNIT * 2 + LO:                                                   \
+    cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, NP, stage, 0, 0, 0, LO, UNIT);    \
     return;
+      CQ_RQ_CASE(4, 0, 0) CQ_RQ_CASE(4, 0, 1) CQ_RQ_CASE(4, 1, 0) CQ_RQ_CASE(4, 1, 1)
+      CQ_RQ_CASE(2, 0, 0) CQ_RQ_CASE(2, 0, 1) CQ_RQ_CASE(2, 1, 0) CQ_RQ_CASE(2, 1, 1)
+#undef CQ_RQ_CASE
+      default:
+        break;
+    }
   }
   if (k->is_int) {
     cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, np, stage, add_init, 1, 0, k->use_lo, 0);
@@ -218,10 +217,12 @@ static inline void cq_conv_store_stage(const cq_conv_out *o, __m512i *stage, siz
   /* stage[b] lane k: the rows of channel c0 + cq_conv_chan(k, b) */
   const int64_t plane = o->plane;
   uint8_t *y0 = o->y + (int64_t)c0 * plane;
-  if (nseg == 1 && nc == 64) {
+  /* with nc a multiple of 16 the first nb vectors hold exactly the channels below nc */
+  const int nb = (int)(nc / 16) * 4;
+  if (nseg == 1 && nc % 16 == 0) {
     uint8_t *base = cq_conv_at(y0, seg_pos[0] - seg_b[0]);
     if (seg_b[0] == 0 && seg_e[0] == 16) {
-      for (int b = 0; b < 16; b++) {
+      for (int b = 0; b < nb; b++) {
         uint8_t *p = base + (16 * (b >> 2) + (b & 3)) * plane;
         _mm_storeu_si128((__m128i *)p, _mm512_castsi512_si128(stage[b]));
         _mm_storeu_si128((__m128i *)(p + 4 * plane), _mm512_extracti32x4_epi32(stage[b], 1));
@@ -231,7 +232,7 @@ static inline void cq_conv_store_stage(const cq_conv_out *o, __m512i *stage, siz
       return;
     }
     const __mmask16 m = (__mmask16)(cq_conv_mask64(seg_e[0]) & ~cq_conv_mask64(seg_b[0]));
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < nb; b++) {
       uint8_t *p = base + (16 * (b >> 2) + (b & 3)) * plane;
       _mm_mask_storeu_epi8(p, m, _mm512_castsi512_si128(stage[b]));
       _mm_mask_storeu_epi8(p + 4 * plane, m, _mm512_extracti32x4_epi32(stage[b], 1));
@@ -240,12 +241,12 @@ static inline void cq_conv_store_stage(const cq_conv_out *o, __m512i *stage, siz
     }
     return;
   }
-  if (nseg == 2 && nc == 64) { /* a block across the end of an output row */
+  if (nseg == 2 && nc % 16 == 0) { /* a block across the end of an output row */
     uint8_t *base0 = cq_conv_at(y0, seg_pos[0] - seg_b[0]);
     uint8_t *base1 = cq_conv_at(y0, seg_pos[1] - seg_b[1]);
     const __mmask16 m0 = (__mmask16)(cq_conv_mask64(seg_e[0]) & ~cq_conv_mask64(seg_b[0]));
     const __mmask16 m1 = (__mmask16)(cq_conv_mask64(seg_e[1]) & ~cq_conv_mask64(seg_b[1]));
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < nb; b++) {
       const int64_t o = (16 * (b >> 2) + (b & 3)) * plane;
       const __m128i l0 = _mm512_castsi512_si128(stage[b]);
       const __m128i l1 = _mm512_extracti32x4_epi32(stage[b], 1);

@@ -55,8 +55,8 @@ static cq_status plan_segments(cq_qconv_packed *p) {
   const int64_t nrow = row_runs ? kh : kh * kw, len = row_runs ? kw * cg : cg;
   const int64_t k_rows = nrow * round64(len), k_single = round64(p->taps * cg);
   p->rowseg = k_rows * 4 <= k_single * 5;
-  p->zrows = !p->rowseg && !p->depthwise && g->groups == 1 && g->stride[1] == 1 &&
-             g->dilation[1] == 1 && !p->has_w_zp;
+  p->zrows = !p->rowseg && !p->depthwise && g->groups == 1 && g->dilation[1] == 1 &&
+             !p->has_w_zp;
   p->zpx = kh * cg <= 8 ? 8 : kh * cg;
   p->nseg = p->rowseg ? (int)nrow : 1;
   p->seg = cq_calloc_for((size_t)p->nseg, sizeof *p->seg, "convolution segments");

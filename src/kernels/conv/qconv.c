@@ -254,6 +254,9 @@ typedef struct conv_dims {
   conv_path path;      /* the op's, or the one it takes for this output layout (alt_path) */
   int64_t h, w, ho, wo, hp, wp;
   int64_t mv;          /* GEMM rows of one image (virtual positions for the implicit path) */
+  int64_t vw;          /* implicit paths: virtual positions per output row */
+  int64_t wz;          /* small-C implicit path: pixels per row of the interleaved image (wp
+                        * rounded up to whole strides) */
   int64_t wpp;         /* depthwise plane row stride; direct: bytes from one input plane to the next */
   int dw_flat;         /* depthwise VNNI: output rows on the padded width (cq_conv_dw.flat) */
   size_t plane_bytes, flat_bytes;
@@ -314,14 +317,18 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
   }
   d->aoff_bytes = align64(sizeof(int64_t) * (size_t)(g->groups * p->ksteps));
   if (d->path == PATH_ZROWS) {
-    const int64_t px = p->zpx; /* bytes per pixel of the interleaved image */
+    const int64_t px = p->zpx, sw = g->stride[1]; /* bytes per pixel of the interleaved image */
     if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
-    d->img_bytes = align64((size_t)((d->ho * d->wp + 32) * px) + CQ_CONV_SLACK);
-    d->mv = (d->ho - 1) * d->wp + d->wo;
+    /* GEMM row q = (oh, ow) starts at pixel oh * wz + ow * sw: q * sw pixels when vw = wz / sw */
+    d->wz = (d->wp + sw - 1) / sw * sw;
+    d->vw = d->wz / sw;
+    d->img_bytes = align64((size_t)((d->ho * d->wz + 32 * sw) * px) + CQ_CONV_SLACK);
+    d->mv = (d->ho - 1) * d->vw + d->wo;
     return;
   }
   d->img_bytes = align64((size_t)((d->hp * d->wp + 32) * C) + CQ_CONV_SLACK);
   if (d->path == PATH_IMPLICIT) {
+    d->vw = d->wp;
     d->mv = (d->ho - 1) * d->wp + d->wo;
     return;
   }
@@ -461,7 +468,7 @@ static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
   size_t m1 = (size_t)end * 32;
   if (m1 > (size_t)j->d->mv) m1 = (size_t)j->d->mv;
   for (int64_t gi = 0; gi < p->g.groups; gi++) {
-    const cq_conv_out out = group_out(j, gi, j->d->wp);
+    const cq_conv_out out = group_out(j, gi, j->d->vw);
     const cq_conv_gemm gm = {.a = j->a,
                              .lda = j->lda,
                              .aoff = j->aoff + gi * p->ksteps,
@@ -655,7 +662,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
   }
   if (!is_depthwise(d.path) && d.path != PATH_DIRECT) {
     /* readable, defined slack after the image */
-    const size_t img = (size_t)(d.path == PATH_ZROWS ? d.ho * d.wp * p->zpx : d.hp * d.wp * C);
+    const size_t img = (size_t)(d.path == PATH_ZROWS ? d.ho * d.wz * p->zpx : d.hp * d.wp * C);
     memset(ws + img, op->x_zp, d.img_bytes - img);
   }
   for (int64_t n = 0; n < batch; n++) {
@@ -687,9 +694,10 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
     }
     j.units = (d.mv + 31) / 32;
     if (d.path == PATH_ZROWS) {
-      cq_parallel_for(tp, d.ho, d.ho * d.wp * p->zpx >= 65536 ? threads : 1, zrows_part, &j);
+      j.im.wp = d.wz; /* the columns past the padded width hold zx like the padding */
+      cq_parallel_for(tp, d.ho, d.ho * d.wz * p->zpx >= 65536 ? threads : 1, zrows_part, &j);
       j.a = ws;
-      j.lda = (size_t)p->zpx;
+      j.lda = (size_t)(p->zpx * g->stride[1]);
       cq_parallel_for(tp, j.units, threads, implicit_part, &j);
       continue;
     }

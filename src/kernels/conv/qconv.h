@@ -42,11 +42,13 @@
  *                columns past Wo are computed and dropped), so the activations of kernel row i are
  *                the image shifted by i rows: every tile row is one contiguous run of kw*C bytes,
  *                loaded in place (AMX tile loads with the pixel stride, VNNI 4-byte broadcasts).
- *                Small C (stride_w 1, groups 1): a kernel row of kw*C bytes would waste most of a
+ *                Small C (groups 1, any stride): a kernel row of kw*C bytes would waste most of a
  *                64-byte K step, so the whole window is one K run, read in place from a
  *                kernel-row-interleaved copy of the image (each pixel holds the kh input rows its
  *                output row needs, padded to 8 bytes when that is <= 8, so the window of an output
- *                position is kw * 8 contiguous bytes): C = 1..4 share one K step.
+ *                position is kw * 8 contiguous bytes): C = 1..4 share one K step. With a column
+ *                stride sw the image's rows are padded to whole strides and GEMM row q of output
+ *                row oh, column ow starts sw * q pixels in (row stride sw pixels).
  *   "im2col"     everything else: im2col rows in the packed K order, then the same GEMM kernels
  *                (VNNI/AMX), or the GEMM block kernels of kernels/gemm/qgemm.h (scalar, AVX2,
  *                NEON, NEON dot product, and any ISA when the weights have nonzero zero points).
