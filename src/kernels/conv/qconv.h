@@ -37,7 +37,8 @@
  *                NCHW planes and used by all output channels (four at a time), each adding one
  *                vpdpbusd per input channel, kernel row and 4 taps. The output is NCHW planes
  *                (no transposes); for an NHWC output the op runs the "implicit" path instead.
- *   "implicit"   stride 1, no weight zero point, VNNI or AMX: implicit GEMM on a zero-point-padded
+ *   "implicit"   no weight zero point, VNNI or AMX, stride 1 (the small-C form below: any stride):
+ *                implicit GEMM on a zero-point-padded
  *                NHWC copy of the image. Output positions are taken on the padded width (the few
  *                columns past Wo are computed and dropped), so the activations of kernel row i are
  *                the image shifted by i rows: every tile row is one contiguous run of kw*C bytes,
@@ -47,8 +48,8 @@
  *                kernel-row-interleaved copy of the image (each pixel holds the kh input rows its
  *                output row needs, padded to 8 bytes when that is <= 8, so the window of an output
  *                position is kw * 8 contiguous bytes): C = 1..4 share one K step. With a column
- *                stride sw the image's rows are padded to whole strides and GEMM row q of output
- *                row oh, column ow starts sw * q pixels in (row stride sw pixels).
+ *                stride sw the image's rows are padded to whole strides, and the virtual position
+ *                q of output row oh, column ow (q = oh * Wz / sw + ow) starts at pixel sw * q.
  *   "im2col"     everything else: im2col rows in the packed K order, then the same GEMM kernels
  *                (VNNI/AMX), or the GEMM block kernels of kernels/gemm/qgemm.h (scalar, AVX2,
  *                NEON, NEON dot product, and any ISA when the weights have nonzero zero points).
