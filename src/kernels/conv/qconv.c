@@ -308,9 +308,12 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
     return;
   }
   if (d->path == PATH_DIRECT) {
-    /* the padded input planes, each followed by the slack cq_conv_plane fills */
-    d->wpp = align64((size_t)(d->hp * d->wp) + CQ_CONV_SLACK + 4 * (size_t)p->direct_groups);
-    d->mv = (d->ho - 1) * d->wp + d->wo;
+    /* the padded input planes (rows in whole strides), each followed by the slack cq_conv_plane
+     * fills */
+    const int64_t sw = g->stride[1];
+    d->wz = (d->wp + sw - 1) / sw * sw;
+    d->vw = d->wz / sw;
+    d->wpp = align64((size_t)(d->hp * d->wz) + CQ_CONV_SLACK + 4 * (size_t)p->direct_groups);
     d->img_bytes = (size_t)(C * d->wpp);
     if (xl == CQ_CONV_NHWC) d->planar_x_bytes = align64((size_t)(C * h * w));
     return; /* the output is NCHW here (alt_path otherwise) */
@@ -580,22 +583,26 @@ static void depthwise_part(void *ctx, int thread, int64_t begin, int64_t end) {
   }
 }
 
+static cq_conv_direct direct_args(const conv_job *j, const cq_conv_out *out) {
+  const conv_dims *d = j->d;
+  return (cq_conv_direct){.p = j->op->p, .planes = j->im.dst, .plane_stride = d->wpp,
+                          .row_stride = d->wz, .vw = d->vw, .ho = d->ho, .wo = d->wo,
+                          .flat = j->op->p->g.stride[0] == 1, .out = out};
+}
+
 static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_job *j = ctx;
   (void)thread;
-  const conv_dims *d = j->d;
-  cq_conv_out out = group_out(j, 0, d->wp);
+  cq_conv_out out = group_out(j, 0, j->d->vw);
   out.y = j->planes_y;
   out.nchw = 1;
-  const cq_conv_direct dc = {.p = j->op->p, .planes = j->im.dst, .plane_stride = d->wpp,
-                             .vw = d->wp, .wo = d->wo, .out = &out};
-  const int64_t v1 = end * 64 < d->mv ? end * 64 : d->mv;
+  const cq_conv_direct dc = direct_args(j, &out);
 #if CQ_ARCH_X86
-  cq_u8_conv_direct__avx512vnni(&dc, begin * 64, v1);
+  cq_u8_conv_direct__avx512vnni(&dc, begin, end);
 #else
   (void)dc; /* the path exists only in x86-64 builds (choose_path) */
-  (void)v1;
   (void)begin;
+  (void)end;
 #endif
 }
 
@@ -680,10 +687,11 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       if (d.path == PATH_DIRECT) {
 #if CQ_ARCH_X86
         for (int64_t c = 0; c < C; c++) {
-          cq_conv_plane__avx512vnni(&j.im, c, d.wp, 4 * p->direct_groups, 0, ws + c * d.wpp);
+          cq_conv_plane__avx512vnni(&j.im, c, d.wz, 4 * p->direct_groups, 0, ws + c * d.wpp);
         }
+        const cq_conv_direct dc = direct_args(&j, NULL);
+        cq_parallel_for(tp, cq_conv_direct_units(&dc), threads, direct_part, &j);
 #endif
-        cq_parallel_for(tp, (d.mv + 63) / 64, threads, direct_part, &j);
       } else {
         cq_parallel_for(tp, C, threads, depthwise_part, &j);
       }

@@ -27,15 +27,15 @@
  *                window of up to 4 taps; two output rows per step share their input rows;
  *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON (AArch64):
  *                16 output positions of a row in the lanes, any stride.
- *   "direct"     few input channels (groups 1, C <= 4, kh <= 64, kw <= 8, stride 1, dilation_w 1,
- *                no weight zero point), VNNI or AMX on a CPU with AVX-512 VBMI2 (Ice Lake and
- *                later; without it these take "implicit"): the depthwise kernel's layout for every
- *                output channel.
- *                Output positions are taken on the padded width (flat: a vector spans several
- *                short rows, the columns past Wo are dropped) in 4 phases of 16 lanes; the
- *                shifted input windows are loaded once per 64 positions from zero-point-padded
- *                NCHW planes and used by all output channels (four at a time), each adding one
- *                vpdpbusd per input channel, kernel row and 4 taps. The output is NCHW planes
+ *   "direct"     few input channels (groups 1, C <= 4, kh <= 64, kw <= 8, stride_w 1 (or 2 with
+ *                kw <= 4), dilation_w 1, no weight zero point), VNNI or AMX on a CPU with AVX-512 VBMI2 (Ice
+ *                Lake and later; without it these take "implicit"): the depthwise kernel's layout
+ *                for every output channel.
+ *                Output positions are taken on the padded width when stride_h is 1 (flat: a vector
+ *                spans several short rows, the columns past Wo are dropped), else row by row, in
+ *                4 / stride_w phases of 16 lanes; the shifted input windows are loaded once per
+ *                vector from zero-point-padded NCHW planes and used by all output channels (four
+ *                at a time), each adding one vpdpbusd per input channel, kernel row and 4 taps. The output is NCHW planes
  *                (no transposes); for an NHWC output the op runs the "implicit" path instead.
  *   "implicit"   no weight zero point, VNNI or AMX, stride 1 (the small-C form below: any stride):
  *                implicit GEMM on a zero-point-padded
@@ -266,18 +266,22 @@ void cq_u8_dwconv__scalar(const cq_conv_dw *d, int64_t c, const uint8_t *plane, 
 void cq_u8_dwconv__neon(const cq_conv_dw *d, int64_t c, const uint8_t *plane, uint8_t *y,
                         int32_t x_zp, const cq_requant_params *rq);
 
-/* Direct kernel: output positions [v0, v1) (v0 a multiple of 64; flat: position v is output row
- * v / vw, column v % vw, dropped when the column is >= wo) of every output channel, from the C
- * zero-point-padded input planes (plane c at planes + c * plane_stride, row stride vw, readable
- * 64 + 4 * direct_groups bytes past the last window) into the NCHW planes of out->y (out: the
- * constants of all channels). */
+/* Direct kernel: vector units [u0, u1) (of cq_conv_direct_units) of every output channel, from the
+ * C zero-point-padded input planes (plane c at planes + c * plane_stride, rows row_stride bytes
+ * apart, a multiple of stride_w; readable 64 + 4 * direct_groups bytes past the last window), into
+ * the NCHW planes of out->y (out: the constants of all channels). A unit is 64 / stride_w output
+ * positions: flat (stride_h 1) position v is output row v / vw, column v % vw (vw = row_stride /
+ * stride_w; columns >= wo are dropped); otherwise unit u is a run of one output row. */
 typedef struct cq_conv_direct {
   const cq_qconv_packed *p;
   const uint8_t *planes;
-  int64_t plane_stride, vw, wo;
+  int64_t plane_stride, row_stride;
+  int64_t vw, ho, wo;
+  int flat;
   const cq_conv_out *out;
 } cq_conv_direct;
-void cq_u8_conv_direct__avx512vnni(const cq_conv_direct *d, int64_t v0, int64_t v1);
+int64_t cq_conv_direct_units(const cq_conv_direct *d);
+void cq_u8_conv_direct__avx512vnni(const cq_conv_direct *d, int64_t u0, int64_t u1);
 
 /* x [n, h, w, c] (NHWC bytes: quint8 or qint8) rewritten as y [n, c, h, w] (NCHW), with the
  * fastest form cq_isa_active() allows. x and y must not overlap. */
