@@ -594,6 +594,53 @@ static void zrows8(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0, 
   }
 }
 
+/* 17 to 32 entries per pixel: two 16-row transposes, then one 32-byte store per pixel (two
+ * 16-entry passes would store each pixel twice). */
+static void zrows32(const cq_conv_image *im, const cq_conv_geom *g, int64_t oh0, int64_t oh1,
+                    uint8_t *z) {
+  const int64_t C = im->c, kh = g->kernel[0], e_count = kh * C, plane = im->h * im->w;
+  const __m512i zx = _mm512_set1_epi8((char)im->zx);
+  const __mmask32 em = (__mmask32)cq_conv_mask64(e_count);
+  for (int64_t oh = oh0; oh < oh1; oh++) {
+    uint8_t *zo = z + oh * im->wp * e_count;
+    for (int64_t w0 = 0; w0 < im->wp; w0 += 64) {
+      /* byte t of the chunk is input column w0 + t - pw */
+      const __mmask64 cm = cq_conv_mask64(im->pw + im->w - w0) & ~cq_conv_mask64(im->pw - w0);
+      __m512i t[2][16];
+      for (int64_t e = 0; e < 32; e++) {
+        __m512i *r = &t[e / 16][e % 16];
+        *r = zx;
+        if (e >= e_count) continue;
+        const int64_t i = e / C, c = e % C;
+        const int64_t ih = oh * g->stride[0] + i * g->dilation[0] - im->ph;
+        if (ih < 0 || ih >= im->h) continue;
+        *r = _mm512_mask_loadu_epi8(zx, cm, cq_conv_at(im->x + c * plane + ih * im->w,
+                                                       w0 - im->pw));
+      }
+      cq_conv_transpose16(t[0]);
+      cq_conv_transpose16(t[1]);
+      /* t[h][b] lane k: entries 16h .. 16h + 15 of pixel w0 + 16k + b */
+      const int64_t wn = im->wp - w0 < 64 ? im->wp - w0 : 64;
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; k++) {
+        for (int b = 0; b < 16; b++) {
+          const int64_t w = 16 * k + b;
+          if (w >= wn) break;
+          const __m128i lo = k == 0   ? _mm512_castsi512_si128(t[0][b])
+                             : k == 1 ? _mm512_extracti32x4_epi32(t[0][b], 1)
+                             : k == 2 ? _mm512_extracti32x4_epi32(t[0][b], 2)
+                                      : _mm512_extracti32x4_epi32(t[0][b], 3);
+          const __m128i hi = k == 0   ? _mm512_castsi512_si128(t[1][b])
+                             : k == 1 ? _mm512_extracti32x4_epi32(t[1][b], 1)
+                             : k == 2 ? _mm512_extracti32x4_epi32(t[1][b], 2)
+                                      : _mm512_extracti32x4_epi32(t[1][b], 3);
+          _mm256_mask_storeu_epi8(zo + (w0 + w) * e_count, em, _mm256_set_m128i(hi, lo));
+        }
+      }
+    }
+  }
+}
+
 void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, int64_t zpx,
                                int64_t oh0, int64_t oh1, uint8_t *z) {
   const int64_t C = im->c, kh = g->kernel[0], e_count = kh * C;
@@ -607,6 +654,10 @@ void cq_conv_zrows__avx512vnni(const cq_conv_image *im, const cq_conv_geom *g, i
   }
   const __m512i zx = _mm512_set1_epi8((char)im->zx);
   const int64_t plane = im->h * im->w;
+  if (e_count > 16 && e_count <= 32) {
+    zrows32(im, g, oh0, oh1, z);
+    return;
+  }
   for (int64_t oh = oh0; oh < oh1; oh++) {
     uint8_t *zo = z + oh * im->wp * e_count;
     /* entries e = i * C + c of each pixel, 16 at a time: row e of the block is the padded input
