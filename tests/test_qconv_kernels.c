@@ -340,6 +340,9 @@ static void test_named_shapes(void) {
   base_case(&c, 32, 48, 3, 33, 41);
   c.batch = 2;
   run_case(&c);
+  base_case(&c, 64, 96, 3, 28, 28); /* above the AMX kernels' own threshold (2^25 MACs) */
+  c.all_layouts = 1;
+  run_case(&c);
   base_case(&c, 48, 48, 3, 60, 50);
   c.g.groups = 48;
   c.g.padding[0] = c.g.padding[1] = 1;

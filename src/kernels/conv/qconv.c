@@ -7,8 +7,11 @@
 
 #include "core/alloc.h"
 
-/* Below this many multiply-adds per image the work stays on the calling thread. */
+/* Below this many multiply-adds per image the work stays on the calling thread; for the AMX
+ * kernels the bar is higher: a second thread made 64->128 3x3 convs slower on 10x10 inputs (4.7M
+ * MACs: 5.6 -> 8.4 us) and 18x18 (19M: 17.5 -> 19.2 us), faster from 26x26 (42M: 39 -> 32 us). */
 #define CQ_CONV_MIN_PARALLEL_MACS ((int64_t)1 << 18)
+#define CQ_CONV_MIN_PARALLEL_MACS_AMX ((int64_t)1 << 25)
 /* Bytes of im2col rows a thread builds before running the GEMM on them. */
 #define CQ_CONV_COL_BYTES 65536
 /* Readable bytes after an NHWC image or a depthwise plane (kernels read whole vectors). */
@@ -606,8 +609,13 @@ static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
 #endif
 }
 
-static int threads_for(cq_threadpool *tp, int64_t macs) {
-  return macs < CQ_CONV_MIN_PARALLEL_MACS ? 1 : cq_threadpool_threads(tp);
+static int threads_for(const cq_qconv_op *op, const conv_dims *d, cq_threadpool *tp,
+                       int64_t macs) {
+  const int amx = op->isa == CQ_ISA_AMX && (d->path == PATH_IMPLICIT || d->path == PATH_ZROWS ||
+                                            d->path == PATH_IM2COL_FAST);
+  return macs < (amx ? CQ_CONV_MIN_PARALLEL_MACS_AMX : CQ_CONV_MIN_PARALLEL_MACS)
+             ? 1
+             : cq_threadpool_threads(tp);
 }
 
 cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x_layout,
@@ -654,7 +662,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
   uint8_t *planar_y = planar_x + d.planar_x_bytes;
   j.threads_mem = planar_y + d.planar_y_bytes;
   const int64_t macs = d.ho * d.wo * O * p->cg * p->taps;
-  const int threads = threads_for(tp, macs);
+  const int threads = threads_for(op, &d, tp, macs);
   if (d.path == PATH_IMPLICIT || d.path == PATH_IM2COL_FAST || d.path == PATH_ZROWS) {
     for (int64_t gi = 0; gi < g->groups; gi++) {
       for (int64_t s = 0; s < p->ksteps; s++) {
@@ -703,13 +711,14 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
     j.units = (d.mv + 31) / 32;
     if (d.path == PATH_ZROWS) {
       j.im.wp = d.wz; /* the columns past the padded width hold zx like the padding */
-      cq_parallel_for(tp, d.ho, d.ho * d.wz * p->zpx >= 65536 ? threads : 1, zrows_part, &j);
+      cq_parallel_for(tp, d.ho, threads, zrows_part, &j);
       j.a = ws;
       j.lda = (size_t)(p->zpx * g->stride[1]);
       cq_parallel_for(tp, j.units, threads, implicit_part, &j);
       continue;
     }
-    cq_parallel_for(tp, d.hp, (int64_t)(d.hp * d.wp * C) >= 65536 ? threads : 1, image_part, &j);
+    /* the image rows on the threads that read them (mostly: both split the rows in order) */
+    cq_parallel_for(tp, d.hp, threads, image_part, &j);
     j.a = ws;
     j.lda = (size_t)C;
     cq_parallel_for(tp, j.units, threads,
