@@ -343,6 +343,14 @@ static void test_named_shapes(void) {
   base_case(&c, 64, 96, 3, 28, 28); /* above the AMX kernels' own threshold (2^25 MACs) */
   c.all_layouts = 1;
   run_case(&c);
+  /* few positions: the threads split the output channels (VNNI; AMX above its threshold) */
+  base_case(&c, 64, 96, 3, 8, 10);
+  c.all_layouts = 1;
+  run_case(&c);
+  base_case(&c, 256, 240, 3, 8, 8); /* 35M MACs */
+  c.g.padding[0] = c.g.padding[1] = 1;
+  c.all_layouts = 1;
+  run_case(&c);
   base_case(&c, 48, 48, 3, 60, 50);
   c.g.groups = 48;
   c.g.padding[0] = c.g.padding[1] = 1;
