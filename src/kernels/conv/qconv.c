@@ -468,8 +468,8 @@ static cq_conv_out group_out(const conv_job *j, int64_t gi, int64_t vw) {
   return o;
 }
 
-/* All GEMM rows of the 16-channel panels [begin, end) (groups 1): for NCHW outputs, where threads
- * splitting the rows would write parts of the same cache lines of every channel plane. */
+/* All GEMM rows of the 16-channel panels [begin, end) (groups 1): run_implicit's split for
+ * convolutions of few output positions. */
 static void implicit_channels_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const conv_job *j = ctx;
   (void)thread;
