@@ -149,6 +149,39 @@ static cq_status pack_depthwise(cq_qconv_packed *p) {
   return CQ_OK;
 }
 
+/* Channel of dword 4k + i of vector j in a 64-channel block of the channels-in-lanes depthwise
+ * kernel: the order its byte interleave produces (qconv.h, dw_q). */
+static int64_t dw_q_channel(int64_t b, int64_t j, int64_t lane) {
+  return 64 * b + 16 * (lane / 4) + 4 * j + lane % 4;
+}
+
+/* The channels-in-lanes depthwise weights (qconv.h, dw_q), when the geometry qualifies. */
+static cq_status pack_depthwise_nhwc(cq_qconv_packed *p) {
+  const cq_conv_geom *g = &p->g;
+  const int64_t C = g->out_channels, kh = g->kernel[0], blocks = (C + 63) / 64;
+  p->dw_nhwc = g->kernel[1] == 3 && kh <= 4 && g->dilation[0] == 1 && g->dilation[1] == 1 &&
+               (g->stride[1] == 1 || g->stride[1] == 2) && !p->has_w_zp;
+  if (!p->dw_nhwc) return CQ_OK;
+  p->dw_q = cq_calloc_for((size_t)(blocks * 3 * 64), sizeof(int32_t), "depthwise taps");
+  if (!p->dw_q) return CQ_ENOMEM;
+  for (int64_t b = 0; b < blocks; b++) {
+    for (int64_t kx = 0; kx < 3; kx++) {
+      for (int64_t j = 0; j < 4; j++) {
+        for (int64_t lane = 0; lane < 16; lane++) {
+          const int64_t c = dw_q_channel(b, j, lane);
+          if (c >= C) continue;
+          uint32_t v = 0;
+          for (int64_t i = 0; i < kh; i++) {
+            v |= (uint32_t)(uint8_t)p->w[(c * kh + i) * 3 + kx] << (8 * i);
+          }
+          p->dw_q[((b * 3 + kx) * 4 + j) * 16 + lane] = (int32_t)v;
+        }
+      }
+    }
+  }
+  return CQ_OK;
+}
+
 /* The direct path's tap dwords (see qconv.h), when the geometry qualifies. With stride_w 2 only
  * for kernels up to 4 wide: wider ones (two tap dwords per row at half the positions per vector)
  * measured slower than the small-C implicit path (3->64 7x7/2 on 224x224: 0.59 vs 0.31 ms, 3->32
@@ -226,6 +259,7 @@ cq_status cq_qconv_pack(const cq_conv_geom *g, const int8_t *w, const float *w_s
     p->w_sum[o] = (int32_t)s;
   }
   st = p->depthwise ? pack_depthwise(p) : pack_direct(p);
+  if (st == CQ_OK && p->depthwise) st = pack_depthwise_nhwc(p);
   if (st == CQ_OK) st = plan_segments(p);
   if (st == CQ_OK && !p->depthwise) st = pack_groups(p);
   if (st != CQ_OK) goto fail;
@@ -253,6 +287,7 @@ void cq_qconv_packed_destroy(cq_qconv_packed *p) {
   cq_free(p->dw_w);
   cq_free(p->dw_ones);
   cq_free(p->direct_w);
+  cq_free(p->dw_q);
   cq_free(p);
 }
 

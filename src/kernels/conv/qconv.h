@@ -26,7 +26,11 @@
  *                interleaved phases of 16 lanes, so each dword of input bytes is one vpdpbusd
  *                window of up to 4 taps; two output rows per step share their input rows;
  *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON (AArch64):
- *                16 output positions of a row in the lanes, any stride.
+ *                16 output positions of a row in the lanes, any stride. VNNI/AMX, 3-column
+ *                kernels of up to 4 rows, stride_w 1 or 2, no dilation or weight zero point, on a
+ *                channels-last input of >= 64 channels or outputs of <= 256 positions: the
+ *                channels in the lanes instead (cq_u8_dwconv_nhwc, on the padded NHWC image; an
+ *                NCHW output is staged NHWC).
  *   "direct"     few input channels (groups 1, C <= 4, kh <= 64, kw <= 8, stride_w 1 (or 2 with
  *                kw <= 4), dilation_w 1, no weight zero point), VNNI or AMX on a CPU with AVX-512 VBMI2 (Ice
  *                Lake and later; without it these take "implicit"): the depthwise kernel's layout
@@ -193,6 +197,11 @@ struct cq_qconv_packed {
   int64_t dw_groups;
   int32_t *dw_w;
   int32_t *dw_ones;    /* kh * dw_groups (the same for every channel) */
+  /* depthwise, channels-in-lanes form (cq_u8_dwconv_nhwc; 3 columns, kh <= 4, dilation 1, no
+   * weight zero point): per block b of 64 channels, column kx and vector j, 16 dwords whose dword
+   * 4k + i holds the column's kh weights (then zeros) of channel 64b + 16k + 4j + i */
+  int dw_nhwc;
+  int32_t *dw_q;
   /* direct path (see the top): eligible geometry and weights, and tap dwords as for depthwise:
    * direct_w[((o * C + c) * kh + i) * direct_groups + m] holds the weights of input channel c,
    * kernel row i, taps 4m .. 4m + 3 */
@@ -282,6 +291,21 @@ typedef struct cq_conv_direct {
 } cq_conv_direct;
 int64_t cq_conv_direct_units(const cq_conv_direct *d);
 void cq_u8_conv_direct__avx512vnni(const cq_conv_direct *d, int64_t u0, int64_t u1);
+
+/* Depthwise kernel with the channels in the lanes (dw_q): output rows [r0, r1) of every channel,
+ * from the zero-point-padded NHWC image img (hp x wp x C; readable 64 bytes past its end) into
+ * the NHWC output y (ho x wo x C). init/scale/fbias/mult: the channels' output-stage constants,
+ * per 64-channel block in dw_q's lane order (64 entries per block; out gives the rest). */
+typedef struct cq_conv_dw_nhwc {
+  const cq_qconv_packed *p;
+  const uint8_t *img;
+  int64_t wp, wo;
+  uint8_t *y;
+  const cq_conv_out *out;
+  const int32_t *init;
+  const float *scale, *fbias, *mult;
+} cq_conv_dw_nhwc;
+void cq_u8_dwconv_nhwc__avx512vnni(const cq_conv_dw_nhwc *d, int64_t r0, int64_t r1);
 
 /* x [n, h, w, c] (NHWC bytes: quint8 or qint8) rewritten as y [n, c, h, w] (NCHW), with the
  * fastest form cq_isa_active() allows. x and y must not overlap. */
