@@ -694,6 +694,7 @@ static void dwq_to_nchw_part(void *ctx, int thread, int64_t begin, int64_t end) 
 #endif
 }
 
+#if CQ_ARCH_X86 /* the direct path exists only in x86-64 builds (choose_path) */
 static cq_conv_direct direct_args(const conv_job *j, const cq_conv_out *out) {
   const conv_dims *d = j->d;
   return (cq_conv_direct){.p = j->op->p, .planes = j->im.dst, .plane_stride = d->wpp,
@@ -708,14 +709,9 @@ static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
   out.y = j->planes_y;
   out.nchw = 1;
   const cq_conv_direct dc = direct_args(j, &out);
-#if CQ_ARCH_X86
   cq_u8_conv_direct__avx512vnni(&dc, begin, end);
-#else
-  (void)dc; /* the path exists only in x86-64 builds (choose_path) */
-  (void)begin;
-  (void)end;
-#endif
 }
+#endif
 
 /* The implicit GEMM over the threads: by rows, or by output channels when there are few positions
  * (each thread then streams only its part of the weights, and NCHW planes of a cache line or two
