@@ -68,8 +68,24 @@ static int vnni_helpers(cq_isa isa) {
 }
 
 const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->path]; }
+/* Depthwise convolutions of this many channels or more read channels-last inputs in place. */
+#define CQ_DWQ_MIN_NHWC_CHANNELS 64
+
 cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op) {
-  return op->p->depthwise || op->path == PATH_DIRECT ? CQ_CONV_NCHW : CQ_CONV_NHWC;
+  if (op->path == PATH_DIRECT) return CQ_CONV_NCHW;
+  if (op->p->depthwise) {
+    return op->dwq_init && op->p->g.in_channels >= CQ_DWQ_MIN_NHWC_CHANNELS ? CQ_CONV_NHWC
+                                                                              : CQ_CONV_NCHW;
+  }
+  return CQ_CONV_NHWC;
+}
+
+int cq_qconv_reads_nhwc(const cq_qconv_packed *p) {
+  if (!p) return 0;
+  if (!p->depthwise) return 1;
+  cq_isa isa;
+  if (cq_isa_active(&isa) != CQ_OK) return 0;
+  return vnni_helpers(isa) && p->dw_nhwc && p->g.in_channels >= CQ_DWQ_MIN_NHWC_CHANNELS;
 }
 cq_isa cq_qconv_isa(const cq_qconv_op *op) { return op->isa; }
 
@@ -319,7 +335,7 @@ static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
  * 0.050 vs 0.031, 256ch 14x14 0.018 vs 0.019, 512ch 7x7 0.010 vs 0.025. */
 static int dwq_preferred(const cq_qconv_op *op, cq_conv_layout xl, int64_t ho, int64_t wo) {
   const int64_t C = op->p->g.in_channels;
-  return (xl == CQ_CONV_NHWC && C >= 64) || ho * wo <= 256;
+  return (xl == CQ_CONV_NHWC && C >= CQ_DWQ_MIN_NHWC_CHANNELS) || ho * wo <= 256;
 }
 
 static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layout xl,

@@ -132,9 +132,14 @@ void cq_qconv_destroy(cq_qconv_op *op);
 cq_isa cq_qconv_isa(const cq_qconv_op *op);
 /* "depthwise", "direct", "implicit" or "im2col" (see the top of this file). */
 const char *cq_qconv_path_name(const cq_qconv_op *op);
-/* The output layout the op's path writes without a conversion: NCHW for depthwise and direct
- * (planes), NHWC otherwise. */
+/* The output layout the op's path writes without a conversion: NCHW for direct and for depthwise
+ * on planes, NHWC otherwise (depthwise with the channels in the lanes, >= 64 channels). */
 cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op);
+
+/* Whether convolutions with these weights read a channels-last (NHWC) input without converting
+ * it, on the ISA cq_qconv_create would choose: every non-depthwise one; depthwise ones whose
+ * channels-in-lanes kernel applies (>= 64 channels, dw_q). A layer planner asks this. */
+int cq_qconv_reads_nhwc(const cq_qconv_packed *p);
 
 /* Bytes of workspace cq_qconv_run needs for images of h x w in these layouts with a pool of
  * `threads` threads (the result of cq_threadpool_threads), or 0 when the output would be empty. */

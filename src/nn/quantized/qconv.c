@@ -253,7 +253,7 @@ static void qconv_extra_repr(const cq_module *m, cq_strbuf *sb) {
 static int qconv_reads_channels_last(const cq_module *m, int after) {
   (void)after;
   const qconv_impl *p = m->impl;
-  return p->dims == 2 && !(p->in_channels == p->groups && p->out_channels == p->groups);
+  return p->dims == 2 && cq_qconv_reads_nhwc(p->packed);
 }
 
 #define QCONV_TYPE(var, type_name)                                                \
