@@ -1,7 +1,7 @@
 /* Quantized convolution kernels (src/kernels/conv): every ISA path this machine supports, every
- * path (depthwise, implicit GEMM, im2col GEMM) against the naive reference (reference.c + the
- * scalar requantization forms of requant.h), bit for bit, in NCHW and NHWC input and output
- * layouts, with 1, 2 and 3 threads. Cases: the shapes the kernels tile by (channels below, at and
+ * path (depthwise on planes and with the channels in the lanes, direct, implicit GEMM, im2col GEMM)
+ * against the naive reference (reference.c + the scalar requantization forms of requant.h), bit
+ * for bit, in NCHW and NHWC input and output layouts, with 1, 2 and 3 threads. Cases: the shapes the kernels tile by (channels below, at and
  * above 16 / 64, output widths around the 16- and 64-position vectors), small C = 1..4, strides
  * 1..4, padding, dilation, groups (depthwise, channel multipliers, grouped), 1x1 / 1xk / kx1 / 5x5 /
  * 7x7 kernels, kernels as large as the input, Conv1d shapes (height 1), zero points 0/128/255 and
@@ -254,7 +254,7 @@ static void test_named_shapes(void) {
       }
     }
   }
-  /* small C packed into K, through the VNNI/AMX im2col kernel */
+  /* small C: the direct kernel on CPUs with VBMI2, else the small-C implicit GEMM */
   for (int64_t C = 1; C <= 4; C++) {
     for (int64_t k = 1; k <= 7; k += 2) {
       base_case(&c, C, 16 * C + 7, k, 23, 29);
@@ -263,7 +263,7 @@ static void test_named_shapes(void) {
       run_case(&c);
     }
   }
-  /* small C on rows wider than one 64-pixel vector, with padding and a row stride */
+  /* small C on rows wider than one 64-position vector, with padding and a row stride */
   for (int64_t C = 1; C <= 3; C++) {
     base_case(&c, C, 24, 3, 9, 131);
     c.g.padding[0] = c.g.padding[1] = 1;

@@ -16,9 +16,6 @@
 #include "kernels/conv/avx512-inl.h"
 #include "kernels/conv/qconv.h"
 
-/* acc += the dot products of x's bytes with w's (asm: see direct/avx512vnni.c). */
-#define DPBUSD_R(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
-
 typedef struct dwq_ctx {
   const uint8_t *row[4]; /* the window rows of this output row and block, at column 0 */
   int64_t kh, C;
@@ -57,9 +54,9 @@ static inline __attribute__((always_inline)) void dwq_output(const dwq_ctx *x, i
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
     __m512i a = _mm512_loadu_si512(x->init + 16 * j);
-    DPBUSD_R(a, q0[j], wr[j]);
-    DPBUSD_R(a, q1[j], wr[4 + j]);
-    DPBUSD_R(a, q2[j], wr[8 + j]);
+    CQ_DPBUSD(a, q0[j], wr[j]);
+    CQ_DPBUSD(a, q1[j], wr[4 + j]);
+    CQ_DPBUSD(a, q2[j], wr[8 + j]);
     __m512 v = _mm512_cvtepi32_ps(a);
     if (KIND == CQ_PHASE_INT) {
       v = _mm512_mul_ps(v, _mm512_loadu_ps(x->mult + 16 * j));

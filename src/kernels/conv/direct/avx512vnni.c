@@ -74,10 +74,6 @@ direct_store(const direct_ctx *x, __m512i *a, int64_t ch, const int P, const int
   _mm512_mask_storeu_epi8(x->y + ch * x->plane + x->dst.first, x->dst.store, b);
 }
 
-/* acc += the dot products of x's bytes with w's, as vpdpbusd. An asm statement with an in-out
- * operand: with the intrinsic, GCC 12 copies each accumulator of this loop twice per iteration. */
-#define DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
-
 /* v = the int32 at p in every lane, loaded by each use: the compiler would broadcast once and copy
  * the register to each accumulator, and those copies compete for the vector ports. */
 #define BROADCAST(v, p) __asm__("vpbroadcastd %1, %0" : "=v"(v) : "m"(p))
@@ -108,11 +104,11 @@ direct_block(const direct_ctx *x, const uint8_t *src, int64_t ch, const int P, c
 #pragma GCC unroll 4
     for (int q = 0; q < P; q++) {
       const __m512i v = _mm512_loadu_si512(sp + q * sw);
-      DPBUSD(a0[q], v, w0);
+      CQ_DPBUSD(a0[q], v, w0);
       if (OB > 1) {
-        DPBUSD(a1[q], v, w1);
-        DPBUSD(a2[q], v, w2);
-        DPBUSD(a3[q], v, w3);
+        CQ_DPBUSD(a1[q], v, w1);
+        CQ_DPBUSD(a2[q], v, w2);
+        CQ_DPBUSD(a3[q], v, w3);
       }
     }
   }
