@@ -1,14 +1,15 @@
 /* Quantized convolution kernels (src/kernels/conv): every ISA path this machine supports, every
- * path (depthwise on planes and with the channels in the lanes, direct, implicit GEMM, im2col GEMM)
- * against the naive reference (reference.c + the scalar requantization forms of requant.h), bit
- * for bit, in NCHW and NHWC input and output layouts, with 1, 2 and 3 threads. Cases: the shapes the kernels tile by (channels below, at and
- * above 16 / 64, output widths around the 16- and 64-position vectors), small C = 1..4, strides
- * 1..4, padding, dilation, groups (depthwise, channel multipliers, grouped), 1x1 / 1xk / kx1 / 5x5 /
- * 7x7 kernels, kernels as large as the input, Conv1d shapes (height 1), zero points 0/128/255 and
- * random, nonzero weight zero points (per tensor and per channel), per-channel scales, ReLU, the
- * three engine rules, output scales that saturate at both ends and accumulators that wrap int32;
- * bytes outside the output stay untouched. Also: argument errors, workspace checks and allocation
- * failures. CQ_TEST_CASES=N runs N random cases (default 300). */
+ * path (depthwise on planes and with the channels in the lanes, direct, implicit GEMM, im2col
+ * GEMM) against the naive reference (reference.c + the scalar requantization forms of requant.h),
+ * bit for bit, in NCHW and NHWC input and output layouts, with 1, 2 and 3 threads. Cases: the
+ * shapes the kernels tile by (channels below, at and above 16 / 64, output widths around the 16-
+ * and 64-position vectors), small C = 1..4, strides 1..4, padding, dilation, groups (depthwise,
+ * channel multipliers, grouped), 1x1 / 1xk / kx1 / 5x5 / 7x7 kernels, kernels as large as the
+ * input, Conv1d shapes (height 1), zero points 0/128/255 and random, nonzero weight zero points
+ * (per tensor and per channel), per-channel scales, ReLU, the three engine rules, output scales
+ * that saturate at both ends and accumulators that wrap int32; bytes outside the output stay
+ * untouched. Also: argument errors, workspace checks and allocation failures. CQ_TEST_CASES=N runs
+ * N random cases (default 300). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,9 @@ static void to_nhwc(const uint8_t *src, uint8_t *dst, int64_t n, int64_t c, int6
 }
 
 static int path_index(const char *name) {
-  return !strcmp(name, "depthwise") ? 0 : !strcmp(name, "implicit") ? 1 : !strcmp(name, "direct") ? 3 : 2;
+  if (!strcmp(name, "depthwise")) return 0;
+  if (!strcmp(name, "implicit")) return 1;
+  return !strcmp(name, "direct") ? 3 : 2;
 }
 
 static void run_case(const conv_case *c) {

@@ -147,8 +147,9 @@ dw_vector(const uint8_t *row0, int64_t rstride, const int32_t *wd, const int32_t
 /* Two vectors of output rows r and r + 1 whose kernel rows are `rstride` apart, as are the two
  * output rows (stride_h == dilation_h): the KH + 1 input rows are loaded once for both. */
 static inline __attribute__((always_inline)) void
-dw_vector_pair(const uint8_t *row0, int64_t rstride, const int32_t *wd, const cq_conv_phase_consts *k,
-               __m512i *b0, __m512i *b1, const int P, const int KH, const int MG, const int KIND) {
+dw_vector_pair(const uint8_t *row0, int64_t rstride, const int32_t *wd,
+               const cq_conv_phase_consts *k, __m512i *b0, __m512i *b1, const int P, const int KH,
+               const int MG, const int KIND) {
   const int sw = 4 / P;
   __m512i a0[4], a1[4], s[4];
 #pragma GCC unroll 4

@@ -28,7 +28,7 @@ typedef enum conv_path {
   PATH_IM2COL_QGEMM, /* im2col + a qgemm block kernel (staging rows, then the store) */
   PATH_ZROWS,        /* small C: implicit GEMM on the kernel-row-interleaved image */
   PATH_DIRECT,       /* few input channels: output positions in the lanes (direct/) */
-  PATH_DW_NHWC       /* depthwise, channels in the lanes on the padded NHWC image (depthwise_nhwc/) */
+  PATH_DW_NHWC       /* depthwise, channels in the lanes, padded NHWC image (depthwise_nhwc/) */
 } conv_path;
 
 struct cq_qconv_op {
@@ -313,7 +313,8 @@ typedef struct conv_dims {
   int64_t vw;          /* implicit paths: virtual positions per output row */
   int64_t wz;          /* small-C implicit path: pixels per row of the interleaved image (wp
                         * rounded up to whole strides) */
-  int64_t wpp;         /* depthwise plane row stride; direct: bytes from one input plane to the next */
+  int64_t wpp;         /* depthwise plane row stride; direct: bytes from one input plane to the
+                        * next */
   int dw_flat;         /* depthwise VNNI: output rows on the padded width (cq_conv_dw.flat) */
   size_t plane_bytes, flat_bytes;
   int64_t col_rows;    /* im2col rows per chunk */

@@ -32,15 +32,15 @@
  *                channels in the lanes instead (cq_u8_dwconv_nhwc, on the padded NHWC image; an
  *                NCHW output is staged NHWC).
  *   "direct"     few input channels (groups 1, C <= 4, kh <= 64, kw <= 8, stride_w 1 (or 2 with
- *                kw <= 4), dilation_w 1, no weight zero point), VNNI or AMX on a CPU with AVX-512 VBMI2 (Ice
- *                Lake and later; without it these take "implicit"): the depthwise kernel's layout
- *                for every output channel.
- *                Output positions are taken on the padded width when stride_h is 1 (flat: a vector
- *                spans several short rows, the columns past Wo are dropped), else row by row, in
- *                4 / stride_w phases of 16 lanes; the shifted input windows are loaded once per
- *                vector from zero-point-padded NCHW planes and used by all output channels (four
- *                at a time), each adding one vpdpbusd per input channel, kernel row and 4 taps. The output is NCHW planes
- *                (no transposes); for an NHWC output the op runs the "implicit" path instead.
+ *                kw <= 4), dilation_w 1, no weight zero point), VNNI or AMX on a CPU with AVX-512
+ *                VBMI2 (Ice Lake and later; without it these take "implicit"): the depthwise
+ *                kernel's layout for every output channel. Output positions are taken on the
+ *                padded width when stride_h is 1 (flat: a vector spans several short rows, the
+ *                columns past Wo are dropped), else row by row, in 4 / stride_w phases of 16
+ *                lanes; the shifted input windows are loaded once per vector from
+ *                zero-point-padded NCHW planes and used by all output channels (four at a time),
+ *                each adding one vpdpbusd per input channel, kernel row and 4 taps. The output is
+ *                NCHW planes (no transposes); for an NHWC output the op runs "implicit" instead.
  *   "implicit"   no weight zero point, VNNI or AMX, stride 1 (the small-C form below: any stride):
  *                implicit GEMM on a zero-point-padded
  *                NHWC copy of the image. Output positions are taken on the padded width (the few

@@ -27,7 +27,8 @@ typedef struct dwq_ctx {
   uint8_t *y; /* output position 0 of this row and block */
 } dwq_ctx;
 
-/* The kernel column at input column col: q[j] dword 4k + i = rows 0..kh-1 of channel 16k + 4j + i. */
+/* The kernel column at input column col: q[j] dword 4k + i holds rows 0..kh-1 of channel
+ * 16k + 4j + i. */
 static inline __attribute__((always_inline)) void dwq_column(const dwq_ctx *x, int64_t col,
                                                              __m512i *q) {
   const int64_t off = col * x->C;
