@@ -257,6 +257,29 @@ static void test_named_shapes(void) {
       }
     }
   }
+  /* channels in the lanes (>= 64 channels, 3 columns, up to 4 rows) on NHWC inputs read in
+   * place: padding rows and columns, channel blocks with a tail, column strides, one-pixel and
+   * one-row inputs */
+  static const int64_t dwq_c[] = {64, 72, 133};
+  static const int64_t dwq_hw[][2] = {{1, 1}, {1, 7}, {5, 4}, {9, 11}, {6, 2}, {4, 15}};
+  for (int64_t kh = 1; kh <= 4; kh++) {
+    for (int64_t sw = 1; sw <= 2; sw++) {
+      for (int r = 0; r < 3; r++) {
+        const int64_t C = dwq_c[rnd() % 3];
+        const size_t hw = rnd() % 6;
+        base_case(&c, C, C, 3, dwq_hw[hw][0], dwq_hw[hw][1]);
+        c.g.groups = C;
+        c.g.kernel[0] = kh;
+        c.g.stride[0] = 1 + rnd() % 2;
+        c.g.stride[1] = sw;
+        c.g.padding[0] = rnd() % 3;
+        c.g.padding[1] = rnd() % 2;
+        c.w_zp_mode = 0;
+        c.all_layouts = 1;
+        run_case(&c);
+      }
+    }
+  }
   /* small C: the direct kernel on CPUs with VBMI2, else the small-C implicit GEMM */
   for (int64_t C = 1; C <= 4; C++) {
     for (int64_t k = 1; k <= 7; k += 2) {

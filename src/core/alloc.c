@@ -1,7 +1,9 @@
+#define _POSIX_C_SOURCE 200112L /* posix_memalign */
 #include "core/alloc.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cquant/status.h"
 #include "cquant/tensor.h"
@@ -18,15 +20,26 @@ static int injected_failure(void) {
   return 0;
 }
 
+/* malloc's 16-byte alignment would make 3 of 4 full-vector loads from these arrays straddle two
+ * cache lines (per-channel constants read for every output vector: the channels-in-lanes depthwise
+ * kernel ran 20% slower on them). */
+static void *aligned_block(size_t size) {
+  void *p = NULL;
+  return posix_memalign(&p, CQ_ALLOC_ALIGN, size ? size : 1) == 0 ? p : NULL;
+}
+
 void *cq_malloc(size_t size) {
   if (injected_failure()) return NULL;
-  return malloc(size ? size : 1);
+  return aligned_block(size);
 }
 
 void *cq_calloc(size_t count, size_t size) {
   if (injected_failure()) return NULL;
-  if (count == 0 || size == 0) return calloc(1, 1);
-  return calloc(count, size);
+  if (count == 0 || size == 0) return aligned_block(1);
+  if (count > SIZE_MAX / size) return NULL;
+  void *p = aligned_block(count * size);
+  if (p) memset(p, 0, count * size);
+  return p;
 }
 
 void *cq_realloc(void *ptr, size_t size) {

@@ -5,6 +5,10 @@
 
 #include <stddef.h>
 
+/* cq_malloc and cq_calloc return CQ_ALLOC_ALIGN-byte aligned blocks (a whole AVX-512 vector or
+ * cache line), cq_realloc only malloc's alignment (it serves arrays of pointers and records). */
+#define CQ_ALLOC_ALIGN 64
+
 void *cq_malloc(size_t size);
 void *cq_calloc(size_t count, size_t size);
 void *cq_realloc(void *ptr, size_t size);

@@ -354,8 +354,11 @@ static void plan_dims(const cq_qconv_op *op, int64_t h, int64_t w, cq_conv_layou
   if (op->dwq_init && dwq_preferred(op, xl, d->ho, d->wo)) d->path = PATH_DW_NHWC;
   const int64_t C = g->in_channels, O = g->out_channels;
   if (d->path == PATH_DW_NHWC) {
-    /* the padded NHWC image; an NCHW output is staged NHWC first */
-    d->img_bytes = align64((size_t)((d->hp * d->wp + 32) * C) + CQ_CONV_SLACK);
+    /* an NHWC input is read in place, with a row of zero points for the padding rows; an NCHW
+     * one becomes the padded NHWC image; an NCHW output is staged NHWC first */
+    d->img_bytes = xl == CQ_CONV_NHWC
+                       ? align64((size_t)(w * C + 64))
+                       : align64((size_t)((d->hp * d->wp + 32) * C) + CQ_CONV_SLACK);
     if (yl == CQ_CONV_NCHW) d->planar_y_bytes = align64((size_t)(O * d->ho * d->wo));
     return;
   }
@@ -687,10 +690,13 @@ static void dwq_part(void *ctx, int thread, int64_t begin, int64_t end) {
   (void)thread;
   const cq_qconv_op *op = j->op;
 #if CQ_ARCH_X86
-  const cq_conv_dw_nhwc dq = {.p = op->p, .img = j->im.dst, .wp = j->d->wp, .wo = j->d->wo,
-                              .y = j->planes_y, .out = &op->out, .init = op->dwq_init,
-                              .scale = op->dwq_scale, .fbias = op->dwq_fbias,
-                              .mult = op->dwq_mult};
+  const int in_place = !j->x_nchw;
+  const cq_conv_dw_nhwc dq = {.p = op->p, .img = in_place ? NULL : j->im.dst,
+                              .x = in_place ? j->x : NULL, .zrow = j->im.dst, .h = j->d->h,
+                              .w = j->d->w, .zx = (uint8_t)op->x_zp, .wp = j->d->wp,
+                              .wo = j->d->wo, .y = j->planes_y, .out = &op->out,
+                              .init = op->dwq_init, .scale = op->dwq_scale,
+                              .fbias = op->dwq_fbias, .mult = op->dwq_mult};
   cq_u8_dwconv_nhwc__avx512vnni(&dq, begin, end);
 #else
   (void)op; /* the path exists only in x86-64 builds */
@@ -813,7 +819,7 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       }
     }
   }
-  if (!is_depthwise(d.path) && d.path != PATH_DIRECT) {
+  if (!is_depthwise(d.path) && d.path != PATH_DIRECT && (d.path != PATH_DW_NHWC || j.x_nchw)) {
     /* readable, defined slack after the image */
     const size_t img = (size_t)(d.path == PATH_ZROWS ? d.ho * d.wz * p->zpx : d.hp * d.wp * C);
     memset(ws + img, op->x_zp, d.img_bytes - img);
@@ -829,8 +835,13 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       cq_parallel_for(tp, h, C * h * w >= 65536 ? threads : 1, to_planes_part, &j);
     }
     if (d.path == PATH_DW_NHWC) {
-      /* the padded NHWC image by the threads that read its rows, the rows, the NCHW output */
-      cq_parallel_for(tp, d.hp, threads, image_part, &j);
+      /* the padded NHWC image by the threads that read its rows (an NHWC input: only the row
+       * of zero points), the rows, the NCHW output */
+      if (j.x_nchw) {
+        cq_parallel_for(tp, d.hp, threads, image_part, &j);
+      } else if (n == 0) {
+        memset(ws, op->x_zp, (size_t)(w * C + 64));
+      }
       j.planes_y = d.planar_y_bytes ? planar_y : j.y;
       cq_parallel_for(tp, d.ho, threads, dwq_part, &j);
       if (d.planar_y_bytes) cq_parallel_for(tp, d.ho, threads, dwq_to_nchw_part, &j);

@@ -298,12 +298,19 @@ int64_t cq_conv_direct_units(const cq_conv_direct *d);
 void cq_u8_conv_direct__avx512vnni(const cq_conv_direct *d, int64_t u0, int64_t u1);
 
 /* Depthwise kernel with the channels in the lanes (dw_q): output rows [r0, r1) of every channel,
- * from the zero-point-padded NHWC image img (hp x wp x C; readable 64 bytes past its end) into
- * the NHWC output y (ho x wo x C). init/scale/fbias/mult: the channels' output-stage constants,
- * per 64-channel block in dw_q's lane order (64 entries per block; out gives the rest). */
+ * into the NHWC output y (ho x wo x C), from either
+ *   the zero-point-padded NHWC image img (hp x wp x C; readable 64 bytes past its end), or
+ *   (img NULL) the NHWC input x itself (h x w x C, read exactly: nothing outside it), its padding
+ *   taken from zrow (w * C + 64 bytes of the input zero point zx) for the rows above and below
+ *   and from a constant for the columns left and right -- no padded copy of the input.
+ * init/scale/fbias/mult: the channels' output-stage constants, per 64-channel block in dw_q's
+ * lane order (64 entries per block; out gives the rest). */
 typedef struct cq_conv_dw_nhwc {
   const cq_qconv_packed *p;
   const uint8_t *img;
+  const uint8_t *x, *zrow;
+  int64_t h, w;
+  uint8_t zx;
   int64_t wp, wo;
   uint8_t *y;
   const cq_conv_out *out;

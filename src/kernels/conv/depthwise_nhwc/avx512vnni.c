@@ -10,15 +10,22 @@
  * puts the channels back in their natural order. Each output position costs 12 vpdpbusd (3 columns
  * x 4 vectors) per 64 channels, the column interleave 6 unpacks per column, and nothing is
  * per-channel: no planes, no transposes, so short rows and many channels cost no more per output
- * than long ones. The 12 weight vectors of a block stay in registers along a row. */
+ * than long ones. The 12 weight vectors of a block stay in registers along a row.
+ *
+ * On an NHWC input the kernel reads the input in place (no padded copy): the rows above and below
+ * point at a row of zero points, the columns left and right are a constant column, and the loads
+ * of a block are masked to its channels so that nothing past the input is read. */
 #include <immintrin.h>
 
 #include "kernels/conv/avx512-inl.h"
 #include "kernels/conv/qconv.h"
 
 typedef struct dwq_ctx {
-  const uint8_t *row[4]; /* the window rows of this output row and block, at column 0 */
+  const uint8_t *row[4]; /* the window rows of this output row and block, at (padded) column 0 */
   int64_t kh, C;
+  int64_t c0, c1;        /* the columns [c0, c1) are loaded; the others are padding: zcol */
+  __m512i zcol;          /* a padding column: kh zero points in each dword */
+  __mmask64 load;        /* the block's channels */
   const int32_t *w, *init; /* this block's weights [3][4][16], init [4][16] */
   const float *scale, *fbias, *mult;
   __m512i zp16, lo8;
@@ -31,12 +38,17 @@ typedef struct dwq_ctx {
  * 16k + 4j + i. */
 static inline __attribute__((always_inline)) void dwq_column(const dwq_ctx *x, int64_t col,
                                                              __m512i *q) {
+  if (col < x->c0 || col >= x->c1) {
+    q[0] = q[1] = q[2] = q[3] = x->zcol;
+    return;
+  }
   const int64_t off = col * x->C;
-  const __m512i a = _mm512_loadu_si512(x->row[0] + off);
+  const __mmask64 m = x->load;
+  const __m512i a = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[0], off));
   const __m512i z = _mm512_setzero_si512();
-  const __m512i b = x->kh > 1 ? _mm512_loadu_si512(x->row[1] + off) : z;
-  const __m512i c = x->kh > 2 ? _mm512_loadu_si512(x->row[2] + off) : z;
-  const __m512i d = x->kh > 3 ? _mm512_loadu_si512(x->row[3] + off) : z;
+  const __m512i b = x->kh > 1 ? _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[1], off)) : z;
+  const __m512i c = x->kh > 2 ? _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[2], off)) : z;
+  const __m512i d = x->kh > 3 ? _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[3], off)) : z;
   const __m512i ab_lo = _mm512_unpacklo_epi8(a, b), ab_hi = _mm512_unpackhi_epi8(a, b);
   const __m512i cd_lo = _mm512_unpacklo_epi8(c, d), cd_hi = _mm512_unpackhi_epi8(c, d);
   q[0] = _mm512_unpacklo_epi16(ab_lo, cd_lo);
@@ -133,9 +145,13 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
   const cq_conv_out *o = d->out;
   const int64_t C = p->g.out_channels, kh = p->g.kernel[0], sh = p->g.stride[0];
   const int64_t blocks = (C + 63) / 64;
+  const int64_t pw = d->img ? 0 : p->g.padding[1], ph = p->g.padding[0];
   dwq_ctx x;
   x.kh = kh;
   x.C = C;
+  x.c0 = d->img ? 0 : pw;
+  x.c1 = d->img ? d->wp : pw + d->w;
+  x.zcol = _mm512_set1_epi32((int32_t)(0x01010101u * d->zx & (0xffffffffu >> (8 * (4 - kh)))));
   x.zp16 = _mm512_set1_epi16((short)o->y_zp);
   x.lo8 = _mm512_set1_epi8((char)o->y_min);
   x.hi_f = _mm512_set1_ps(o->hi_f);
@@ -143,8 +159,16 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
     for (int64_t b = 0; b < blocks; b++) {
       const int64_t nc = C - 64 * b < 64 ? C - 64 * b : 64;
       for (int64_t i = 0; i < 4; i++) {
-        x.row[i] = d->img + ((oy * sh + (i < kh ? i : 0)) * d->wp) * C + 64 * b;
+        const int64_t ir = oy * sh + (i < kh ? i : 0); /* padded row */
+        if (d->img) {
+          x.row[i] = d->img + (ir * d->wp) * C + 64 * b;
+        } else { /* column pw of the padded row is the input's column 0 */
+          const int64_t iy = ir - ph;
+          const uint8_t *r = iy >= 0 && iy < d->h ? d->x + iy * d->w * C : d->zrow;
+          x.row[i] = cq_conv_at(r + 64 * b, -pw * C);
+        }
       }
+      x.load = d->img ? ~(__mmask64)0 : cq_conv_mask64(nc);
       x.w = p->dw_q + b * 3 * 64;
       x.init = d->init + b * 64;
       x.scale = d->scale + b * 64;
