@@ -22,6 +22,12 @@ static inline double thread_cpu_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* A 64-byte aligned buffer (free with free): how cquant allocates tensors and oneDNN its own
+ * memory, so neither library meets rows that straddle cache lines only because of the harness. */
+static inline void *bench_alloc(size_t bytes) {
+  return aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+}
+
 static inline int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;

@@ -305,9 +305,9 @@ static void xnn_conv_create(xnn_conv *xc, const cq_conv_geom *g, const uint8_t *
   int8_t *w_s8 = malloc((size_t)wn);
   uint8_t *w_u8 = malloc((size_t)wn);
   int32_t *b_qc8 = malloc(sizeof(int32_t) * (size_t)O), *b_qu8 = malloc(sizeof(int32_t) * (size_t)O);
-  xc->x_s8 = malloc(xn + INPUT_SLACK);
-  xc->y_s8 = malloc(yn);
-  xc->y_qu8 = malloc(yn);
+  xc->x_s8 = bench_alloc(xn + INPUT_SLACK);
+  xc->y_s8 = bench_alloc(yn);
+  xc->y_qu8 = bench_alloc(yn);
   if (!w_s8 || !w_u8 || !b_qc8 || !b_qu8 || !xc->x_s8 || !xc->y_s8 || !xc->y_qu8) {
     snprintf(xc->qc8_reason, sizeof xc->qc8_reason, "out of memory");
     snprintf(xc->qu8_reason, sizeof xc->qu8_reason, "out of memory");
@@ -435,8 +435,8 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
   }
   const int64_t cg = sh->c / sh->groups, kdim = cg * sh->kh * sh->kw;
   const size_t xn = (size_t)(sh->n * sh->c * sh->h * sh->w), yn = (size_t)(sh->n * sh->oc * ho * wo);
-  uint8_t *x = malloc(xn), *x_nhwc = malloc(xn + INPUT_SLACK), *y = malloc(yn), *y_nhwc = malloc(yn);
-  uint8_t *y_dnnl = malloc(yn);
+  uint8_t *x = bench_alloc(xn), *x_nhwc = bench_alloc(xn + INPUT_SLACK), *y = bench_alloc(yn);
+  uint8_t *y_nhwc = bench_alloc(yn), *y_dnnl = bench_alloc(yn);
   int8_t *w = malloc((size_t)(sh->oc * kdim));
   float *w_scale = malloc(sizeof(float) * (size_t)sh->oc), *bias = malloc(sizeof(float) * (size_t)sh->oc);
   float *dn_scale = malloc(sizeof(float) * (size_t)sh->oc);

@@ -346,11 +346,12 @@ int main(int argc, char **argv) {
   srand(12345);
   for (int si = 0; si < n_shapes; si++) {
     const int64_t m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
-    uint8_t *x = malloc((size_t)(m * k) + INPUT_SLACK), *y = malloc((size_t)(m * n));
-    uint8_t *y2 = malloc((size_t)(m * n)), *y3 = malloc((size_t)(m * n));
+    uint8_t *x = bench_alloc((size_t)(m * k) + INPUT_SLACK), *y = bench_alloc((size_t)(m * n));
+    uint8_t *y2 = bench_alloc((size_t)(m * n)), *y3 = bench_alloc((size_t)(m * n));
     int8_t *w = malloc((size_t)(n * k));
-    float *xf = malloc((size_t)(m * k) * sizeof(float)), *yf = malloc((size_t)(m * n) * sizeof(float));
-    void *workspace = malloc((size_t)(m * k));
+    float *xf = bench_alloc((size_t)(m * k) * sizeof(float));
+    float *yf = bench_alloc((size_t)(m * n) * sizeof(float));
+    void *workspace = bench_alloc((size_t)(m * k));
     for (int64_t i = 0; i < m * k; i++) {
       x[i] = (uint8_t)(rand() & 255);
       xf[i] = (float)(rand() % 2001 - 1000) * 0.003f;
