@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "kernels/conv/qconv.h"
+#include "kernels/vnni-inl.h"
 
 /* p + off, where off may be negative and p + off outside any object: for masked accesses whose
  * masked-off lanes are never touched. */
@@ -282,11 +283,6 @@ static inline void cq_conv_store_stage(const cq_conv_out *o, __m512i *stage, siz
   }
 }
 
-/* acc += the dot products of x's bytes with w's, as vpdpbusd, for accumulators carried through a
- * loop of run-time length: an asm statement with an in-out operand, because with the intrinsic
- * GCC 12 copies each such accumulator twice per iteration (measured 9.3 -> 7.9 us on the direct
- * kernel's 2->64 conv). */
-#define CQ_DPBUSD(acc, x, w) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
 
 /* Output stage of the phase kernels (depthwise, direct): P vectors of 16 accumulators of one
  * channel whose lane l of phase q is output position P * l + q, requantized by the forms above

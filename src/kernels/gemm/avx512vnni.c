@@ -8,6 +8,7 @@
 
 #include "kernels/gemm/qgemm.h"
 #include "kernels/requant/avx512-inl.h"
+#include "kernels/vnni-inl.h"
 
 #define MR 6
 #define NP 4
@@ -50,7 +51,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const cq_gemm_args *
     for (size_t r = 0; r < mr; r++) {
       const __m512i av = _mm512_set1_epi32(load_group(a + r * lda + gi * 4, 4));
 #pragma GCC unroll 8
-      for (size_t j = 0; j < np; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], av, b[j]);
+      for (size_t j = 0; j < np; j++) CQ_DPBUSD(acc[r][j], av, b[j]);
     }
   }
   if (tail) {
