@@ -43,12 +43,20 @@ static inline __attribute__((always_inline)) void dwq_column(const dwq_ctx *x, i
     return;
   }
   const int64_t off = col * x->C;
-  const __mmask64 m = x->load;
-  const __m512i a = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[0], off));
   const __m512i z = _mm512_setzero_si512();
-  const __m512i b = x->kh > 1 ? _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[1], off)) : z;
-  const __m512i c = x->kh > 2 ? _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[2], off)) : z;
-  const __m512i d = x->kh > 3 ? _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[3], off)) : z;
+  __m512i a, b = z, c = z, d = z;
+  if (x->load == ~(__mmask64)0) { /* masked loads that straddle cache lines cost more */
+    a = _mm512_loadu_si512(cq_conv_at(x->row[0], off));
+    if (x->kh > 1) b = _mm512_loadu_si512(cq_conv_at(x->row[1], off));
+    if (x->kh > 2) c = _mm512_loadu_si512(cq_conv_at(x->row[2], off));
+    if (x->kh > 3) d = _mm512_loadu_si512(cq_conv_at(x->row[3], off));
+  } else { /* the last block of an in-place input: nothing past its channels */
+    const __mmask64 m = x->load;
+    a = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[0], off));
+    if (x->kh > 1) b = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[1], off));
+    if (x->kh > 2) c = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[2], off));
+    if (x->kh > 3) d = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[3], off));
+  }
   const __m512i ab_lo = _mm512_unpacklo_epi8(a, b), ab_hi = _mm512_unpackhi_epi8(a, b);
   const __m512i cd_lo = _mm512_unpacklo_epi8(c, d), cd_hi = _mm512_unpackhi_epi8(c, d);
   q[0] = _mm512_unpacklo_epi16(ab_lo, cd_lo);
