@@ -57,12 +57,14 @@ static void detect(void) {
   int avx2 = (b >> 5) & 1;
   int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1;
   int avx512vl = (b >> 31) & 1, avx512vnni = (c >> 11) & 1, avx512vbmi2 = (c >> 6) & 1;
+  int avx512vbmi = (c >> 1) & 1;
   int amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
   if (avx2 && fma && ymm_state) f |= CQ_CPU_AVX2;
   if ((f & CQ_CPU_AVX2) && avx512f && avx512dq && avx512bw && avx512vl && zmm_state) {
     f |= CQ_CPU_AVX512;
     if (avx512vnni) f |= CQ_CPU_AVX512VNNI;
     if (avx512vbmi2) f |= CQ_CPU_AVX512VBMI2;
+    if (avx512vbmi) f |= CQ_CPU_AVX512VBMI;
   }
   if ((f & CQ_CPU_AVX512VNNI) && amx_tile && amx_int8 && tile_state && request_amx_permission()) {
     f |= CQ_CPU_AMX_INT8;

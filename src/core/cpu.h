@@ -41,6 +41,7 @@ enum {
   CQ_CPU_DOTPROD = 1u << 5,  /* ARMv8.2 SDOT/UDOT (HWCAP_ASIMDDP) */
   CQ_CPU_AVX512VBMI2 = 1u << 6, /* AVX-512 VBMI2 (byte compress): not an ISA of the ladder, a
                                  * feature some kernels of the AVX-512 ISAs check for */
+  CQ_CPU_AVX512VBMI = 1u << 7,  /* AVX-512 VBMI (byte permutes): likewise */
 };
 
 typedef enum cq_isa {

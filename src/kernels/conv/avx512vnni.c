@@ -409,8 +409,50 @@ void cq_conv_to_nhwc_rows__avx512vnni(const cq_conv_image *im, int64_t r0, int64
   }
 }
 
+/* The same for c <= 4 channels (an RGB image, say), where the 16 x 64 transpose would move mostly
+ * padding: rows [r0, r1) are one run of pixels in both layouts, taken 64 pixels at a time; channel
+ * k's 64 bytes are gathered from the run's 64 * c bytes by two-source byte permutes (VBMI). */
+static __attribute__((target("avx512vbmi"))) void to_nchw_few_channels(const uint8_t *x,
+                                                                       int64_t c, int64_t h,
+                                                                       int64_t w, int64_t r0,
+                                                                       int64_t r1, uint8_t *dst) {
+  const int64_t plane = h * w, end = r1 * w;
+  __m512i idx[4];
+  __mmask64 upper[4]; /* the bytes that come from the run's third and fourth 64 bytes */
+  for (int64_t k = 0; k < c; k++) {
+    uint8_t b[64];
+    upper[k] = 0;
+    for (int64_t j = 0; j < 64; j++) {
+      b[j] = (uint8_t)((j * c + k) & 127);
+      if (j * c + k >= 128) upper[k] |= (__mmask64)1 << j;
+    }
+    idx[k] = _mm512_loadu_si512(b);
+  }
+  for (int64_t p0 = r0 * w; p0 < end; p0 += 64) {
+    const int64_t n = end - p0 < 64 ? end - p0 : 64, bytes = n * c;
+    const uint8_t *src = x + p0 * c;
+    __m512i v[4];
+    for (int64_t i = 0; i < c; i++) {
+      v[i] = _mm512_maskz_loadu_epi8(cq_conv_mask64(bytes - 64 * i), src + 64 * i);
+    }
+    const __mmask64 m = cq_conv_mask64(n);
+    for (int64_t k = 0; k < c; k++) {
+      __m512i o = _mm512_permutex2var_epi8(v[0], idx[k], c > 1 ? v[1] : v[0]);
+      if (c > 2) {
+        o = _mm512_mask_blend_epi8(upper[k], o,
+                                   _mm512_permutex2var_epi8(v[2], idx[k], c > 3 ? v[3] : v[2]));
+      }
+      _mm512_mask_storeu_epi8(dst + k * plane + p0, m, o);
+    }
+  }
+}
+
 void cq_conv_to_nchw_rows__avx512vnni(const uint8_t *x, int64_t c, int64_t h, int64_t w,
                                       int64_t r0, int64_t r1, uint8_t *dst) {
+  if (c <= 4 && (cq_cpu_features() & CQ_CPU_AVX512VBMI)) {
+    to_nchw_few_channels(x, c, h, w, r0, r1, dst);
+    return;
+  }
   const int64_t plane = h * w;
   for (int64_t r = r0; r < r1; r++) {
     for (int64_t c0 = 0; c0 < c; c0 += 64) {
