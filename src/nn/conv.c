@@ -120,7 +120,7 @@ static cq_status conv_plan(const cq_module *m, const cq_tensor *x, int64_t *batc
   return CQ_OK;
 }
 
-/* Scratch for one column matrix (NULL when the image itself serves). */
+/* A column matrix for the backward pass (NULL when the image itself serves). */
 static cq_status col_scratch(const cq_module *m, const cq_conv_geometry *g, float **col) {
   *col = NULL;
   if (cq_conv_col_is_identity(g)) return CQ_OK;
@@ -152,9 +152,14 @@ static cq_status conv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *con
   cq_tensor *y;
   st = cq_ctx_tensor(ctx, CQ_F32, nd, shape, &y);
   if (st != CQ_OK) return st;
-  float *col;
-  st = col_scratch(m, &g, &col);
-  if (st != CQ_OK) return st;
+  /* the column matrix in the context's scratch (kept from call to call; this forward calls no
+   * other module) */
+  float *col = NULL;
+  if (!cq_conv_col_is_identity(&g)) {
+    const int64_t ncol = cq_conv_col_size(&g);
+    col = cq_ctx_scratch(ctx, sizeof(float) * (size_t)(ncol ? ncol : 1), "convolution columns");
+    if (!col) return cq_module_fail(m, CQ_ENOMEM, "out of memory for the im2col buffer");
+  }
 
   const int64_t og = p->out_channels / p->groups;
   const int64_t k = g.channels * g.kernel_h * g.kernel_w;
@@ -182,7 +187,6 @@ static cq_status conv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *con
                npos);
     }
   }
-  cq_free(col);
   out[0] = y;
   return CQ_OK;
 }
