@@ -280,6 +280,25 @@ static void test_named_shapes(void) {
       }
     }
   }
+  /* channels in the lanes with other kernels (columns built into a buffer, 1-2 dword groups per
+   * column): 5x5, 7x7, 8-row, 1-column and wide rows (more than one buffer of outputs) */
+  static const int64_t dwq_k[][2] = {{5, 5}, {7, 7}, {8, 2}, {5, 1}, {6, 8}, {2, 5}};
+  for (size_t ki = 0; ki < sizeof dwq_k / sizeof dwq_k[0]; ki++) {
+    for (int64_t sw = 1; sw <= 2; sw++) {
+      const int64_t C = dwq_c[rnd() % 5];
+      base_case(&c, C, C, 1, 5 + (int64_t)(rnd() % 8), rnd() % 2 ? 6 : 37);
+      c.g.groups = C;
+      c.g.kernel[0] = dwq_k[ki][0];
+      c.g.kernel[1] = dwq_k[ki][1];
+      c.g.stride[0] = 1 + rnd() % 2;
+      c.g.stride[1] = sw;
+      c.g.padding[0] = dwq_k[ki][0] / 2;
+      c.g.padding[1] = rnd() % 2 ? dwq_k[ki][1] / 2 : 0;
+      c.w_zp_mode = 0;
+      c.all_layouts = 1;
+      run_case(&c);
+    }
+  }
   /* small C: the direct kernel on CPUs with VBMI2, else the small-C implicit GEMM */
   for (int64_t C = 1; C <= 4; C++) {
     for (int64_t k = 1; k <= 7; k += 2) {

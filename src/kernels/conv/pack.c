@@ -158,23 +158,28 @@ static int64_t dw_q_channel(int64_t b, int64_t j, int64_t lane) {
 /* The channels-in-lanes depthwise weights (qconv.h, dw_q), when the geometry qualifies. */
 static cq_status pack_depthwise_nhwc(cq_qconv_packed *p) {
   const cq_conv_geom *g = &p->g;
-  const int64_t C = g->out_channels, kh = g->kernel[0], blocks = (C + 63) / 64;
-  p->dw_nhwc = g->kernel[1] == 3 && kh <= 4 && g->dilation[0] == 1 && g->dilation[1] == 1 &&
-               (g->stride[1] == 1 || g->stride[1] == 2) && !p->has_w_zp;
+  const int64_t C = g->out_channels, kh = g->kernel[0], kw = g->kernel[1];
+  const int64_t blocks = (C + 63) / 64;
+  p->dw_nhwc = kw <= CQ_DWQ_MAX_KERNEL && kh <= CQ_DWQ_MAX_KERNEL && g->dilation[0] == 1 &&
+               g->dilation[1] == 1 && (g->stride[1] == 1 || g->stride[1] == 2) && !p->has_w_zp;
   if (!p->dw_nhwc) return CQ_OK;
-  p->dw_q = cq_calloc_for((size_t)(blocks * 3 * 64), sizeof(int32_t), "depthwise taps");
+  const int64_t nd = (kh + 3) / 4;
+  p->dw_nd = nd;
+  p->dw_q = cq_calloc_for((size_t)(blocks * kw * nd * 64), sizeof(int32_t), "depthwise taps");
   if (!p->dw_q) return CQ_ENOMEM;
   for (int64_t b = 0; b < blocks; b++) {
-    for (int64_t kx = 0; kx < 3; kx++) {
-      for (int64_t j = 0; j < 4; j++) {
-        for (int64_t lane = 0; lane < 16; lane++) {
-          const int64_t c = dw_q_channel(b, j, lane);
-          if (c >= C) continue;
-          uint32_t v = 0;
-          for (int64_t i = 0; i < kh; i++) {
-            v |= (uint32_t)(uint8_t)p->w[(c * kh + i) * 3 + kx] << (8 * i);
+    for (int64_t kx = 0; kx < kw; kx++) {
+      for (int64_t d = 0; d < nd; d++) {
+        for (int64_t j = 0; j < 4; j++) {
+          for (int64_t lane = 0; lane < 16; lane++) {
+            const int64_t c = dw_q_channel(b, j, lane);
+            if (c >= C) continue;
+            uint32_t v = 0;
+            for (int64_t i = 0; i < 4 && 4 * d + i < kh; i++) {
+              v |= (uint32_t)(uint8_t)p->w[(c * kh + 4 * d + i) * kw + kx] << (8 * i);
+            }
+            p->dw_q[(((b * kw + kx) * nd + d) * 4 + j) * 16 + lane] = (int32_t)v;
           }
-          p->dw_q[((b * 3 + kx) * 4 + j) * 16 + lane] = (int32_t)v;
         }
       }
     }

@@ -24,13 +24,14 @@
  *                plane (NCHW; an NHWC input or output goes through NCHW planes in the workspace).
  *                AVX-512 VNNI: output positions in the vector lanes, in P = 4 / stride_w
  *                interleaved phases of 16 lanes, so each dword of input bytes is one vpdpbusd
- *                window of up to 4 taps; two output rows per step share their input rows;
- *                strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON (AArch64):
- *                16 output positions of a row in the lanes, any stride. VNNI/AMX, 3-column
- *                kernels of up to 4 rows, stride_w 1 or 2, no dilation or weight zero point, on a
- *                channels-last input of >= 64 channels or outputs of <= 256 positions: the
- *                channels in the lanes instead (cq_u8_dwconv_nhwc, on the padded NHWC image; an
- *                NCHW output is staged NHWC).
+ *                window of up to 4 taps; four (or two) output rows per step share their input
+ *                rows; strides 1, 2 and 4 (others, and scalar/AVX2: the scalar kernel). NEON
+ *                (AArch64): 16 output positions of a row in the lanes, any stride. VNNI/AMX,
+ *                kernels of up to 8 x 8, stride_w 1 or 2, no dilation or weight zero point, on a
+ *                channels-last input (>= 32 channels for 3 x (<= 4) kernels, >= 64 for others)
+ *                or outputs of <= 256 positions: the channels in the lanes instead
+ *                (cq_u8_dwconv_nhwc: an NHWC input read in place, an NCHW one as the padded NHWC
+ *                image; an NCHW output is staged NHWC).
  *   "direct"     few input channels (groups 1, C <= 4, kh <= 64, kw <= 8, stride_w 1 (or 2 with
  *                kw <= 4), dilation_w 1, no weight zero point), VNNI or AMX on a CPU with AVX-512
  *                VBMI2 (Ice Lake and later; without it these take "implicit"): the depthwise
@@ -81,6 +82,9 @@
 #include "cquant/status.h"
 #include "kernels/gemm/qgemm.h"
 #include "kernels/requant/requant.h"
+
+/* The largest kernel height and width the channels-in-lanes depthwise kernel takes. */
+#define CQ_DWQ_MAX_KERNEL 8
 
 typedef struct cq_conv_geom {
   int64_t in_channels, out_channels, groups;
@@ -202,10 +206,13 @@ struct cq_qconv_packed {
   int64_t dw_groups;
   int32_t *dw_w;
   int32_t *dw_ones;    /* kh * dw_groups (the same for every channel) */
-  /* depthwise, channels-in-lanes form (cq_u8_dwconv_nhwc; 3 columns, kh <= 4, dilation 1, no
-   * weight zero point): per block b of 64 channels, column kx and vector j, 16 dwords whose dword
-   * 4k + i holds the column's kh weights (then zeros) of channel 64b + 16k + 4j + i */
-  int dw_nhwc;
+  /* depthwise, channels-in-lanes form (cq_u8_dwconv_nhwc; kernels up to 8 x 8, dilation 1, no
+   * weight zero point): per block b of 64 channels, column kx, dword group d (kernel rows
+   * 4d .. 4d + 3) and vector j, 16 dwords whose dword 4k + i holds those rows' weights of column
+   * kx (zeros past kh) of channel 64b + 16k + 4j + i: dw_q[(((b * kw + kx) * dw_nd + d) * 4 + j)
+   * * 16 + 4k + i] */
+  int dw_nhwc;          /* kernels of up to CQ_DWQ_MAX_KERNEL rows and columns */
+  int64_t dw_nd;       /* dword groups per column: ceil(kh / 4) */
   int32_t *dw_q;
   /* direct path (see the top): eligible geometry and weights, and tap dwords as for depthwise:
    * direct_w[((o * C + c) * kh + i) * direct_groups + m] holds the weights of input channel c,

@@ -1,16 +1,20 @@
-/* AVX-512 VNNI depthwise convolution with the channels in the lanes (NHWC), for 3-column kernels
- * of up to 4 rows (qconv.h, dw_q).
+/* AVX-512 VNNI depthwise convolution with the channels in the lanes (NHWC), for kernels of up to
+ * 8 x 8 (qconv.h, dw_q).
  *
- * A column of the window (kernel rows 0..kh-1 at one input column) is 64 channels x kh bytes;
- * interleaving the kh rows' 64-byte loads byte-wise (unpacklo/hi_epi8 of rows 0 and 1, of rows 2
+ * A column of the window (kernel rows 4d .. 4d + 3 at one input column) is 64 channels x 4 bytes;
+ * interleaving the rows' 64-byte loads byte-wise (unpacklo/hi_epi8 of rows 0 and 1, of rows 2
  * and 3, then unpacklo/hi_epi16) gives four vectors whose dword 4k + i holds the column's bytes of
- * channel 16k + 4j + i (vector j) - one vpdpbusd adds a whole kernel column for 16 channels. A
- * column built once serves the 3 / stride_w outputs whose windows contain it (a ring of three
- * columns in registers). The output stage packs the four vectors with packssdw/packuswb, which
- * puts the channels back in their natural order. Each output position costs 12 vpdpbusd (3 columns
- * x 4 vectors) per 64 channels, the column interleave 6 unpacks per column, and nothing is
- * per-channel: no planes, no transposes, so short rows and many channels cost no more per output
- * than long ones. The 12 weight vectors of a block stay in registers along a row.
+ * channel 16k + 4j + i (vector j) - one vpdpbusd adds four kernel rows of a column for 16
+ * channels. The output stage packs the four vectors with packssdw/packuswb, which puts the
+ * channels back in their natural order. Nothing is per-channel: no planes, no transposes, so
+ * short rows and many channels cost no more per output than long ones.
+ *
+ * 3-column kernels of up to 4 rows (the common 3x3): a column built once serves the 3 / stride_w
+ * outputs whose windows contain it through a ring of three columns in registers, and the 12
+ * weight vectors of a block stay in registers along a row; each output costs 12 vpdpbusd per 64
+ * channels and the column interleave 6 unpacks per column. Other kernels (5x5, 7x7, ...): the
+ * columns of up to 16 outputs are built into a buffer on the stack, and each output adds
+ * kw * ceil(kh / 4) of them per 16 channels with the weights as memory operands.
  *
  * On an NHWC input the kernel reads the input in place (no padded copy): the rows above and below
  * point at a row of zero points, the columns left and right are a constant column, and the loads
@@ -21,12 +25,13 @@
 #include "kernels/conv/qconv.h"
 
 typedef struct dwq_ctx {
-  const uint8_t *row[4]; /* the window rows of this output row and block, at (padded) column 0 */
+  const uint8_t *row[CQ_DWQ_MAX_KERNEL]; /* the window rows of this output row and block, at
+                                          * (padded) column 0 */
   int64_t kh, C;
   int64_t c0, c1;        /* the columns [c0, c1) are loaded; the others are padding: zcol */
-  __m512i zcol;          /* a padding column: kh zero points in each dword */
+  __m512i zcol[2];       /* a padding column: each dword group's zero points (rows < kh) */
   __mmask64 load;        /* the block's channels */
-  const int32_t *w, *init; /* this block's weights [3][4][16], init [4][16] */
+  const int32_t *w, *init; /* this block's weights [kw][nd][4][16], init [4][16] */
   const float *scale, *fbias, *mult;
   __m512i zp16, lo8;
   __m512 hi_f;
@@ -34,51 +39,51 @@ typedef struct dwq_ctx {
   uint8_t *y; /* output position 0 of this row and block */
 } dwq_ctx;
 
-/* The kernel column at input column col: q[j] dword 4k + i holds rows 0..kh-1 of channel
- * 16k + 4j + i. */
-static inline __attribute__((always_inline)) void dwq_column(const dwq_ctx *x, int64_t col,
-                                                             __m512i *q) {
+/* Dword group d of the kernel column at input column col: q[j] dword 4k + i holds rows
+ * 4d .. 4d + 3 (those < kh, then zeros) of channel 16k + 4j + i. */
+static inline __attribute__((always_inline)) void dwq_column_group(const dwq_ctx *x, int64_t col,
+                                                                   int64_t d, __m512i *q) {
   if (col < x->c0 || col >= x->c1) {
-    q[0] = q[1] = q[2] = q[3] = x->zcol;
+    q[0] = q[1] = q[2] = q[3] = x->zcol[d];
     return;
   }
-  const int64_t off = col * x->C;
+  const int64_t off = col * x->C, r0 = 4 * d, n = x->kh - r0 < 4 ? x->kh - r0 : 4;
   const __m512i z = _mm512_setzero_si512();
-  __m512i a, b = z, c = z, d = z;
+  __m512i a, b = z, c = z, e = z;
   if (x->load == ~(__mmask64)0) { /* masked loads that straddle cache lines cost more */
-    a = _mm512_loadu_si512(cq_conv_at(x->row[0], off));
-    if (x->kh > 1) b = _mm512_loadu_si512(cq_conv_at(x->row[1], off));
-    if (x->kh > 2) c = _mm512_loadu_si512(cq_conv_at(x->row[2], off));
-    if (x->kh > 3) d = _mm512_loadu_si512(cq_conv_at(x->row[3], off));
+    a = _mm512_loadu_si512(cq_conv_at(x->row[r0], off));
+    if (n > 1) b = _mm512_loadu_si512(cq_conv_at(x->row[r0 + 1], off));
+    if (n > 2) c = _mm512_loadu_si512(cq_conv_at(x->row[r0 + 2], off));
+    if (n > 3) e = _mm512_loadu_si512(cq_conv_at(x->row[r0 + 3], off));
   } else { /* the last block of an in-place input: nothing past its channels */
     const __mmask64 m = x->load;
-    a = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[0], off));
-    if (x->kh > 1) b = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[1], off));
-    if (x->kh > 2) c = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[2], off));
-    if (x->kh > 3) d = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[3], off));
+    a = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[r0], off));
+    if (n > 1) b = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[r0 + 1], off));
+    if (n > 2) c = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[r0 + 2], off));
+    if (n > 3) e = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[r0 + 3], off));
   }
   const __m512i ab_lo = _mm512_unpacklo_epi8(a, b), ab_hi = _mm512_unpackhi_epi8(a, b);
-  const __m512i cd_lo = _mm512_unpacklo_epi8(c, d), cd_hi = _mm512_unpackhi_epi8(c, d);
-  q[0] = _mm512_unpacklo_epi16(ab_lo, cd_lo);
-  q[1] = _mm512_unpackhi_epi16(ab_lo, cd_lo);
-  q[2] = _mm512_unpacklo_epi16(ab_hi, cd_hi);
-  q[3] = _mm512_unpackhi_epi16(ab_hi, cd_hi);
+  const __m512i ce_lo = _mm512_unpacklo_epi8(c, e), ce_hi = _mm512_unpackhi_epi8(c, e);
+  q[0] = _mm512_unpacklo_epi16(ab_lo, ce_lo);
+  q[1] = _mm512_unpackhi_epi16(ab_lo, ce_lo);
+  q[2] = _mm512_unpacklo_epi16(ab_hi, ce_hi);
+  q[3] = _mm512_unpackhi_epi16(ab_hi, ce_hi);
 }
 
-/* Output position ox from the columns q0, q1, q2 of its window; wr: the block's weights, 4 vectors
- * per column (in registers for the row: as memory operands the kernel ran 20% slower). */
-static inline __attribute__((always_inline)) void dwq_output(const dwq_ctx *x, int64_t ox,
-                                                             const __m512i *q0, const __m512i *q1,
-                                                             const __m512i *q2, const __m512i *wr,
-                                                             const int KIND, const int USE_LO) {
+/* The column of a kernel of up to 4 rows. */
+static inline __attribute__((always_inline)) void dwq_column(const dwq_ctx *x, int64_t col,
+                                                             __m512i *q) {
+  dwq_column_group(x, col, 0, q);
+}
+
+/* Requantizes the four accumulator vectors of output position ox and stores its bytes. */
+static inline __attribute__((always_inline)) void dwq_finish(const dwq_ctx *x, int64_t ox,
+                                                             const __m512i *a, const int KIND,
+                                                             const int USE_LO) {
   __m512i z[4];
 #pragma GCC unroll 4
   for (int j = 0; j < 4; j++) {
-    __m512i a = _mm512_loadu_si512(x->init + 16 * j);
-    CQ_DPBUSD(a, q0[j], wr[j]);
-    CQ_DPBUSD(a, q1[j], wr[4 + j]);
-    CQ_DPBUSD(a, q2[j], wr[8 + j]);
-    __m512 v = _mm512_cvtepi32_ps(a);
+    __m512 v = _mm512_cvtepi32_ps(a[j]);
     if (KIND == CQ_PHASE_INT) {
       v = _mm512_mul_ps(v, _mm512_loadu_ps(x->mult + 16 * j));
     } else {
@@ -102,6 +107,23 @@ static inline __attribute__((always_inline)) void dwq_output(const dwq_ctx *x, i
   } else {
     _mm512_mask_storeu_epi8(x->y + ox * x->C, x->store, b);
   }
+}
+
+/* Output position ox from the columns q0, q1, q2 of its window; wr: the block's weights, 4 vectors
+ * per column (in registers for the row: as memory operands the kernel ran 20% slower). */
+static inline __attribute__((always_inline)) void dwq_output(const dwq_ctx *x, int64_t ox,
+                                                             const __m512i *q0, const __m512i *q1,
+                                                             const __m512i *q2, const __m512i *wr,
+                                                             const int KIND, const int USE_LO) {
+  __m512i a[4];
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) {
+    a[j] = _mm512_loadu_si512(x->init + 16 * j);
+    CQ_DPBUSD(a[j], q0[j], wr[j]);
+    CQ_DPBUSD(a[j], q1[j], wr[4 + j]);
+    CQ_DPBUSD(a[j], q2[j], wr[8 + j]);
+  }
+  dwq_finish(x, ox, a, KIND, USE_LO);
 }
 
 /* One output row of one block: the three columns rotate through q0, q1, q2. */
@@ -146,28 +168,73 @@ static inline __attribute__((always_inline)) void dwq_row(const dwq_ctx *xp, int
 #undef DWQ_NEXT
 }
 
+/* Outputs per column buffer of the general kernel: its columns, (DWQ_SPAN - 1) * stride_w + kw,
+ * fill at most 40 x 2 x 4 vectors (20 KB) of the stack. */
+#define DWQ_SPAN 16
+#define DWQ_SPAN_COLS ((DWQ_SPAN - 1) * 2 + CQ_DWQ_MAX_KERNEL)
+
+/* vpdpbusd with the weights as a memory operand. */
+#define DWQ_DPBUSD_M(acc, q, w) \
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(q), "m"(*(const __m512i *)(w)))
+
+/* One output row of one block for any kernel (kw columns of nd dword groups): the columns of up
+ * to DWQ_SPAN outputs at a time built into a buffer, then each output sums kw * nd of them. */
+static inline __attribute__((always_inline)) void dwq_row_any(const dwq_ctx *xp, int64_t wp,
+                                                              int64_t wo, int64_t kw, int64_t nd,
+                                                              const int SW, const int KIND,
+                                                              const int USE_LO) {
+  const dwq_ctx xl = *xp, *x = &xl;
+  __m512i cols[DWQ_SPAN_COLS][2][4];
+  for (int64_t o0 = 0; o0 < wo; o0 += DWQ_SPAN) {
+    const int64_t o1 = wo - o0 < DWQ_SPAN ? wo : o0 + DWQ_SPAN;
+    const int64_t c0 = o0 * SW, c1 = (o1 - 1) * SW + kw; /* columns [c0, c1) of the padded row */
+    for (int64_t col = c0; col < c1 && col < wp; col++) {
+      for (int64_t d = 0; d < nd; d++) dwq_column_group(x, col, d, cols[col - c0][d]);
+    }
+    for (int64_t ox = o0; ox < o1; ox++) {
+      __m512i a[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) a[j] = _mm512_loadu_si512(x->init + 16 * j);
+      const int64_t first = ox * SW - c0;
+      for (int64_t t = 0; t < kw; t++) {
+        for (int64_t d = 0; d < nd; d++) {
+          const int32_t *w = x->w + ((t * nd + d) * 4) * 16;
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; j++) DWQ_DPBUSD_M(a[j], cols[first + t][d][j], w + 16 * j);
+        }
+      }
+      dwq_finish(x, ox, a, KIND, USE_LO);
+    }
+  }
+}
+
 static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc *d, int64_t r0,
                                                           int64_t r1, const int SW, const int KIND,
                                                           const int USE_LO) {
   const cq_qconv_packed *p = d->p;
   const cq_conv_out *o = d->out;
-  const int64_t C = p->g.out_channels, kh = p->g.kernel[0], sh = p->g.stride[0];
-  const int64_t blocks = (C + 63) / 64;
+  const int64_t C = p->g.out_channels, kh = p->g.kernel[0], kw = p->g.kernel[1];
+  const int64_t sh = p->g.stride[0], nd = p->dw_nd, blocks = (C + 63) / 64;
   const int64_t pw = d->img ? 0 : p->g.padding[1], ph = p->g.padding[0];
+  const int ring = kw == 3 && nd == 1; /* the three columns rotate through registers */
   dwq_ctx x;
   x.kh = kh;
   x.C = C;
   x.c0 = d->img ? 0 : pw;
   x.c1 = d->img ? d->wp : pw + d->w;
-  x.zcol = _mm512_set1_epi32((int32_t)(0x01010101u * d->zx & (0xffffffffu >> (8 * (4 - kh)))));
+  for (int64_t g = 0; g < 2; g++) { /* zx in the bytes of the rows 4g .. 4g + 3 below kh */
+    const int64_t n = kh - 4 * g <= 0 ? 0 : kh - 4 * g >= 4 ? 4 : kh - 4 * g;
+    x.zcol[g] = _mm512_set1_epi32((int32_t)(n ? 0x01010101u * d->zx & (0xffffffffu >> (8 * (4 - n)))
+                                              : 0));
+  }
   x.zp16 = _mm512_set1_epi16((short)o->y_zp);
   x.lo8 = _mm512_set1_epi8((char)o->y_min);
   x.hi_f = _mm512_set1_ps(o->hi_f);
   for (int64_t oy = r0; oy < r1; oy++) {
     for (int64_t b = 0; b < blocks; b++) {
       const int64_t nc = C - 64 * b < 64 ? C - 64 * b : 64;
-      for (int64_t i = 0; i < 4; i++) {
-        const int64_t ir = oy * sh + (i < kh ? i : 0); /* padded row */
+      for (int64_t i = 0; i < kh; i++) {
+        const int64_t ir = oy * sh + i; /* padded row */
         if (d->img) {
           x.row[i] = d->img + (ir * d->wp) * C + 64 * b;
         } else { /* column pw of the padded row is the input's column 0 */
@@ -177,14 +244,18 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
         }
       }
       x.load = d->img ? ~(__mmask64)0 : cq_conv_mask64(nc);
-      x.w = p->dw_q + b * 3 * 64;
+      x.w = p->dw_q + b * kw * nd * 64;
       x.init = d->init + b * 64;
       x.scale = d->scale + b * 64;
       x.fbias = d->fbias + b * 64;
       x.mult = d->mult + b * 64;
       x.store = cq_conv_mask64(nc);
       x.y = d->y + oy * d->wo * C + 64 * b;
-      dwq_row(&x, d->wp, d->wo, SW, KIND, USE_LO);
+      if (ring) {
+        dwq_row(&x, d->wp, d->wo, SW, KIND, USE_LO);
+      } else {
+        dwq_row_any(&x, d->wp, d->wo, kw, nd, SW, KIND, USE_LO);
+      }
     }
   }
 }
