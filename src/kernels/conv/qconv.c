@@ -853,7 +853,13 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       }
       j.planes_y = d.planar_y_bytes ? planar_y : j.y;
       cq_parallel_for(tp, d.ho, threads, dwq_part, &j);
-      if (d.planar_y_bytes) cq_parallel_for(tp, d.ho, threads, dwq_to_nchw_part, &j);
+      if (d.planar_y_bytes) {
+        /* the threads split the rows of every output plane: only when each one's share of a
+         * plane spans several cache lines (two threads writing the same lines of small planes
+         * made 672ch 7x7 outputs 0.044 -> 0.063 ms) */
+        const int split = d.ho * d.wo >= 512 * (int64_t)threads;
+        cq_parallel_for(tp, d.ho, split ? threads : 1, dwq_to_nchw_part, &j);
+      }
       continue;
     }
     if (is_depthwise(d.path) || d.path == PATH_DIRECT) {
