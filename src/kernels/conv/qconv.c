@@ -454,6 +454,11 @@ typedef struct conv_job {
   const int64_t *aoff; /* groups * ksteps */
   const uint8_t *a;    /* implicit paths: row 0 of the GEMM's activations */
   size_t lda;
+  /* implicit path on an unpadded NHWC input: a is the input itself for the rows below a_tail_row
+   * and a_tail (a copy of the input's last rows with readable slack after it, indexed by the same
+   * row numbers) for the others */
+  const uint8_t *a_tail;
+  int64_t a_tail_row;
   uint8_t *threads_mem;
   uint8_t *planes_y;    /* depthwise: where the NCHW output planes go (y itself for NCHW) */
   const uint8_t *x_nhwc; /* NHWC input being converted to planes */
@@ -568,9 +573,14 @@ static void implicit_channels_part(void *ctx, int thread, int64_t begin, int64_t
   out.mult += c0;
   out.y += j->y_nchw ? c0 * out.plane : c0;
   out.n = (16 * end < p->og ? 16 * end : p->og) - c0;
-  const cq_conv_gemm gm = {.a = j->a, .lda = j->lda, .aoff = j->aoff, .kvalid = p->kvalid,
-                           .ksteps = (size_t)p->ksteps, .w = &w, .out = &out};
-  op->gemm(&gm, 0, (size_t)j->d->mv);
+  cq_conv_gemm gm = {.a = j->a, .lda = j->lda, .aoff = j->aoff, .kvalid = p->kvalid,
+                     .ksteps = (size_t)p->ksteps, .w = &w, .out = &out};
+  const size_t mv = (size_t)j->d->mv, split = (size_t)j->a_tail_row;
+  if (split > 0) op->gemm(&gm, 0, split < mv ? split : mv);
+  if (split < mv) {
+    gm.a = j->a_tail;
+    op->gemm(&gm, split, mv);
+  }
 }
 
 static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
@@ -581,16 +591,21 @@ static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const size_t m0 = (size_t)(begin * j->unit_rows);
   size_t m1 = (size_t)(end * j->unit_rows);
   if (m1 > (size_t)j->d->mv) m1 = (size_t)j->d->mv;
+  const size_t split = (size_t)j->a_tail_row; /* a multiple of the unit: rows [m0, m1) split */
   for (int64_t gi = 0; gi < p->g.groups; gi++) {
     const cq_conv_out out = group_out(j, gi, j->d->vw);
-    const cq_conv_gemm gm = {.a = j->a,
-                             .lda = j->lda,
-                             .aoff = j->aoff + gi * p->ksteps,
-                             .kvalid = p->kvalid,
-                             .ksteps = (size_t)p->ksteps,
-                             .w = p->gw[gi],
-                             .out = &out};
-    op->gemm(&gm, m0, m1);
+    cq_conv_gemm gm = {.a = j->a,
+                       .lda = j->lda,
+                       .aoff = j->aoff + gi * p->ksteps,
+                       .kvalid = p->kvalid,
+                       .ksteps = (size_t)p->ksteps,
+                       .w = p->gw[gi],
+                       .out = &out};
+    if (m0 < split) op->gemm(&gm, m0, m1 < split ? m1 : split);
+    if (m1 > split) {
+      gm.a = j->a_tail;
+      op->gemm(&gm, m0 > split ? m0 : split, m1);
+    }
   }
 }
 
@@ -750,6 +765,25 @@ static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
  * are not written by both). Measured with 2 threads: 512->512 3x3 on 7x7 (49 positions) 67 -> 48
  * us, 64->128 on 8x8 outputs, NCHW, 14.8 -> 11.7 us; from 14x14 on, the row split was as fast or
  * faster (256->256 on 14x14: 50 vs 62 us). */
+/* The GEMM rows (a multiple of the work unit) whose reads stay inside an input of `bytes` bytes
+ * read in place: a row reads 64 bytes at each of its K steps (aoff), and the AMX kernel reads the
+ * whole 32-row strips of the units it is given. */
+static int64_t k_reach(const conv_job *j, const int64_t *aoff) {
+  const cq_qconv_packed *p = j->op->p;
+  int64_t reach = 0; /* bytes read past a row's start */
+  for (int64_t s = 0; s < p->g.groups * p->ksteps; s++) {
+    reach = aoff[s] + 64 > reach ? aoff[s] + 64 : reach;
+  }
+  return reach;
+}
+
+static int64_t in_place_rows(const conv_job *j, const int64_t *aoff, int64_t bytes) {
+  const int64_t reach = k_reach(j, aoff), lda = (int64_t)j->lda;
+  int64_t rows = bytes >= reach ? (bytes - reach) / lda + 1 : 0; /* rows 0 .. rows-1 fit */
+  rows = rows / 32 * 32;
+  return rows < j->d->mv ? rows : j->d->mv;
+}
+
 static void run_implicit(conv_job *j, cq_threadpool *tp, int threads) {
   const cq_qconv_packed *p = j->op->p;
   const int64_t panels = p->gw[0]->panels;
@@ -887,14 +921,33 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
       j.im.wp = d.wz; /* the columns past the padded width hold zx like the padding */
       cq_parallel_for(tp, d.ho, threads, zrows_part, &j);
       j.a = ws;
+      j.a_tail_row = d.mv;
       j.lda = (size_t)(p->zpx * g->stride[1]);
+      run_implicit(&j, tp, threads);
+      continue;
+    }
+    j.lda = (size_t)C;
+    if (d.path == PATH_IMPLICIT && !j.x_nchw && g->padding[0] == 0 && g->padding[1] == 0) {
+      /* the image would be the input itself: read it in place, but for the last rows, where the
+       * kernels' reads (whole 32-row strips and 64-byte K steps on AMX) would pass its end */
+      j.a = j.x;
+      j.a_tail_row = in_place_rows(&j, aoff, C * h * w);
+      const size_t from = (size_t)j.a_tail_row * j.lda, bytes = (size_t)(C * h * w);
+      const size_t reach = (size_t)((d.mv + 31) / 32 * 32 - j.a_tail_row) * j.lda +
+                           (size_t)(k_reach(&j, aoff));
+      memcpy(ws, j.x + from, bytes - from);
+      if (reach > bytes - from) { /* defined bytes for the rows past the last (discarded) */
+        const size_t end = reach < d.img_bytes ? reach : d.img_bytes;
+        memset(ws + (bytes - from), op->x_zp, end - (bytes - from));
+      }
+      j.a_tail = (const uint8_t *)((uintptr_t)ws - from); /* row q: ws + (q - a_tail_row) lda */
       run_implicit(&j, tp, threads);
       continue;
     }
     /* the image rows on the threads that read them (mostly: both split the rows in order) */
     cq_parallel_for(tp, d.hp, threads, image_part, &j);
     j.a = ws;
-    j.lda = (size_t)C;
+    j.a_tail_row = d.mv;
     if (d.path == PATH_IMPLICIT) {
       run_implicit(&j, tp, threads);
     } else {
