@@ -760,14 +760,7 @@ static void direct_part(void *ctx, int thread, int64_t begin, int64_t end) {
 }
 #endif
 
-/* The implicit GEMM over the threads: by rows, or by output channels when there are few positions
- * (each thread then streams only its part of the weights, and NCHW planes of a cache line or two
- * are not written by both). Measured with 2 threads: 512->512 3x3 on 7x7 (49 positions) 67 -> 48
- * us, 64->128 on 8x8 outputs, NCHW, 14.8 -> 11.7 us; from 14x14 on, the row split was as fast or
- * faster (256->256 on 14x14: 50 vs 62 us). */
-/* The GEMM rows (a multiple of the work unit) whose reads stay inside an input of `bytes` bytes
- * read in place: a row reads 64 bytes at each of its K steps (aoff), and the AMX kernel reads the
- * whole 32-row strips of the units it is given. */
+/* How far past a GEMM row's start the kernels read: 64 bytes at each of its K steps (aoff). */
 static int64_t k_reach(const conv_job *j, const int64_t *aoff) {
   const cq_qconv_packed *p = j->op->p;
   int64_t reach = 0; /* bytes read past a row's start */
@@ -777,6 +770,8 @@ static int64_t k_reach(const conv_job *j, const int64_t *aoff) {
   return reach;
 }
 
+/* The GEMM rows (a multiple of the work unit) whose reads stay inside an input of `bytes` bytes
+ * read in place (the AMX kernel reads the whole 32-row strips of the units it is given). */
 static int64_t in_place_rows(const conv_job *j, const int64_t *aoff, int64_t bytes) {
   const int64_t reach = k_reach(j, aoff), lda = (int64_t)j->lda;
   int64_t rows = bytes >= reach ? (bytes - reach) / lda + 1 : 0; /* rows 0 .. rows-1 fit */
@@ -784,6 +779,11 @@ static int64_t in_place_rows(const conv_job *j, const int64_t *aoff, int64_t byt
   return rows < j->d->mv ? rows : j->d->mv;
 }
 
+/* The implicit GEMM over the threads: by rows, or by output channels when there are few positions
+ * (each thread then streams only its part of the weights, and NCHW planes of a cache line or two
+ * are not written by both). Measured with 2 threads: 512->512 3x3 on 7x7 (49 positions) 67 -> 48
+ * us, 64->128 on 8x8 outputs, NCHW, 14.8 -> 11.7 us; from 14x14 on, the row split was as fast or
+ * faster (256->256 on 14x14: 50 vs 62 us). */
 static void run_implicit(conv_job *j, cq_threadpool *tp, int threads) {
   const cq_qconv_packed *p = j->op->p;
   const int64_t panels = p->gw[0]->panels;
