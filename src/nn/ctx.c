@@ -120,9 +120,10 @@ static cq_status track(cq_ctx *ctx, cq_tensor *t, size_t bytes) {
   return CQ_OK;
 }
 
-/* A spare of `bytes` made into a fresh zero tensor of this dtype and shape, or NULL. */
+/* A spare of `bytes` made into a fresh tensor of this dtype and shape (zero-filled with `zero`),
+ * or NULL. */
 static cq_tensor *reuse_spare(cq_ctx *ctx, size_t bytes, cq_dtype dtype, int ndim,
-                              const int64_t *shape) {
+                              const int64_t *shape, int zero) {
   for (int i = ctx->nspares - 1; i >= 0; i--) {
     if (ctx->spares[i].bytes != bytes) continue;
     cq_tensor *t = ctx->spares[i].t;
@@ -139,7 +140,7 @@ static cq_tensor *reuse_spare(cq_ctx *ctx, size_t bytes, cq_dtype dtype, int ndi
     }
     t->data = data;
     t->owns_data = 1;
-    memset(data, 0, bytes);
+    if (zero) memset(data, 0, bytes);
     return t;
   }
   return NULL;
@@ -153,8 +154,8 @@ void *cq_ctx_scratch(cq_ctx *ctx, size_t bytes, const char *what) {
   return ctx->scratch;
 }
 
-cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
-                        cq_tensor **out) {
+static cq_status ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
+                            int zero, cq_tensor **out) {
   *out = NULL;
   const cq_dtype_info *info = cq_dtype_get(dtype);
   int64_t numel = 0;
@@ -162,7 +163,7 @@ cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *sh
                       : cq_fail(CQ_EINVAL, "invalid dtype %d", (int)dtype);
   if (st != CQ_OK) return st;
   const size_t bytes = (size_t)numel * info->size;
-  cq_tensor *t = bytes > 0 ? reuse_spare(ctx, bytes, dtype, ndim, shape) : NULL;
+  cq_tensor *t = bytes > 0 ? reuse_spare(ctx, bytes, dtype, ndim, shape, zero) : NULL;
   if (!t) {
     st = cq_tensor_create(&t, dtype, ndim, shape);
     if (st != CQ_OK) return st;
@@ -170,6 +171,16 @@ cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *sh
   st = track(ctx, t, bytes);
   if (st == CQ_OK) *out = t;
   return st;
+}
+
+cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
+                        cq_tensor **out) {
+  return ctx_tensor(ctx, dtype, ndim, shape, 1, out);
+}
+
+cq_status cq_ctx_tensor_unset(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
+                              cq_tensor **out) {
+  return ctx_tensor(ctx, dtype, ndim, shape, 0, out);
 }
 
 static cq_status contiguous_all(cq_ctx *ctx, int n, cq_tensor **t) {

@@ -85,6 +85,11 @@ cq_module *cq_module_detach_child(cq_module *m, const char *name);
 /* Execution context internals used by module implementations. */
 cq_status cq_ctx_tensor(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
                         cq_tensor **out);
+/* The same without the zero fill when a spare is reused: its contents are left over from an
+ * earlier run. Only for outputs the op writes whole (the zero fill was a tenth of a quantized
+ * MobileNet-style model's time). */
+cq_status cq_ctx_tensor_unset(cq_ctx *ctx, cq_dtype dtype, int ndim, const int64_t *shape,
+                              cq_tensor **out);
 int cq_ctx_grad_enabled(const cq_ctx *ctx);
 /* A work buffer of at least `bytes` owned by ctx and kept from call to call (NULL when out of
  * memory, with the error naming `what`). For a leaf forward's own use only: valid until the next

@@ -50,7 +50,8 @@ int cq_qact_is(const cq_tensor *x);
 cq_status cq_qact_check(const cq_module *m, const cq_tensor *x, int index);
 /* The quantized dtype of an activation (CQ_QUINT8 / CQ_QINT8). */
 cq_qdtype cq_qact_dtype(const cq_tensor *x);
-/* A new quantized activation owned by ctx: storage of `dtype`, per-tensor (scale, zero_point). */
+/* A new quantized activation owned by ctx: storage of `dtype`, per-tensor (scale, zero_point);
+ * its bytes are not set (the caller writes every one). */
 cq_status cq_qact_new(cq_ctx *ctx, cq_qdtype dtype, int ndim, const int64_t *shape, float scale,
                       int32_t zero_point, cq_tensor **out);
 

@@ -75,7 +75,7 @@ cq_status cq_qact_new(cq_ctx *ctx, cq_qdtype dtype, int ndim, const int64_t *sha
                          .quant_min = (int32_t)lo, .quant_max = (int32_t)hi, .scale = &s,
                          .zero_point = &z, .zero_point_float = NULL};
   cq_tensor *t;
-  st = cq_ctx_tensor(ctx, storage, ndim, shape, &t);
+  st = cq_ctx_tensor_unset(ctx, storage, ndim, shape, &t);
   if (st == CQ_OK) st = cq_tensor_set_qparams(t, &qp);
   if (st == CQ_OK) *out = t;
   return st;
