@@ -120,12 +120,17 @@ static cq_status conv_plan(const cq_module *m, const cq_tensor *x, int64_t *batc
   return CQ_OK;
 }
 
-/* A column matrix for the backward pass (NULL when the image itself serves). */
-static cq_status col_scratch(const cq_module *m, const cq_conv_geometry *g, float **col) {
+/* A column matrix (NULL when the image itself serves): the context's scratch when ctx is given
+ * (the forward, which calls no other module: kept from call to call), else a buffer the caller
+ * frees (the backward, which needs two). */
+static cq_status col_scratch(const cq_module *m, cq_ctx *ctx, const cq_conv_geometry *g,
+                             float **col) {
   *col = NULL;
   if (cq_conv_col_is_identity(g)) return CQ_OK;
   const int64_t n = cq_conv_col_size(g);
-  *col = cq_malloc_for(sizeof(float) * (size_t)(n ? n : 1), "convolution columns");
+  const size_t bytes = sizeof(float) * (size_t)(n ? n : 1);
+  *col = ctx ? cq_ctx_scratch(ctx, bytes, "convolution columns")
+             : cq_malloc_for(bytes, "convolution columns");
   if (!*col) return cq_module_fail(m, CQ_ENOMEM, "out of memory for the im2col buffer");
   return CQ_OK;
 }
@@ -152,14 +157,9 @@ static cq_status conv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *con
   cq_tensor *y;
   st = cq_ctx_tensor(ctx, CQ_F32, nd, shape, &y);
   if (st != CQ_OK) return st;
-  /* the column matrix in the context's scratch (kept from call to call; this forward calls no
-   * other module) */
-  float *col = NULL;
-  if (!cq_conv_col_is_identity(&g)) {
-    const int64_t ncol = cq_conv_col_size(&g);
-    col = cq_ctx_scratch(ctx, sizeof(float) * (size_t)(ncol ? ncol : 1), "convolution columns");
-    if (!col) return cq_module_fail(m, CQ_ENOMEM, "out of memory for the im2col buffer");
-  }
+  float *col;
+  st = col_scratch(m, ctx, &g, &col);
+  if (st != CQ_OK) return st;
 
   const int64_t og = p->out_channels / p->groups;
   const int64_t k = g.channels * g.kernel_h * g.kernel_w;
@@ -203,9 +203,9 @@ static cq_status conv_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   st = cq_ctx_tensor(ctx, CQ_F32, x->ndim, x->shape, &gx);
   if (st != CQ_OK) return st;
   float *col, *gcol = NULL;
-  st = col_scratch(m, &g, &col);
+  st = col_scratch(m, NULL, &g, &col);
   if (st != CQ_OK) return st;
-  st = col_scratch(m, &g, &gcol);
+  st = col_scratch(m, NULL, &g, &gcol);
   if (st != CQ_OK) {
     cq_free(col);
     return st;

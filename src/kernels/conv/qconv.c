@@ -72,6 +72,9 @@ const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->pa
  * the channels-in-lanes kernel (32 - 63 channels leave lanes idle but still beat converting the
  * input to planes: 32ch 112x112 0.152 -> 0.110 ms; 16 channels do not: 0.085 -> 0.121 ms)... */
 #define CQ_DWQ_MIN_NHWC_CHANNELS 32
+/* The same for kernels other than 3 x (<= 4), which leave more lanes idle below 64 channels
+ * (32ch 112x112 7x7: 0.39 ms in the lanes, 0.27 ms converted to planes). */
+#define CQ_DWQ_MIN_NHWC_CHANNELS_ANY 64
 /* ...and from this many on they ask for channels-last inputs and write channels-last outputs
  * (below it the plane kernel on NCHW planes is faster than the lanes kernel: 32ch 112x112 0.079
  * vs 0.110 ms). */
@@ -335,16 +338,13 @@ typedef struct conv_dims {
 static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
 
 /* Whether a depthwise convolution that both kernels can run takes the channels-in-lanes one: on a
- * channels-last input of 64 channels or more (it reads the image in place; the plane kernel
- * would transpose it twice), or on small outputs (the plane kernel's per-channel work dominates
- * there). Measured, one thread, ms, this kernel vs planes: NHWC 64ch 56x56 0.040 vs 0.056, 96ch
- * 112x112/2 0.16 vs 0.28, but 32ch 112x112 0.148 vs 0.133 (half the lanes idle); NCHW 64ch 56x56
- * 0.050 vs 0.031, 256ch 14x14 0.018 vs 0.019, 512ch 7x7 0.010 vs 0.025. */
+ * channels-last input (it reads the input in place; the plane kernel would transpose it twice)
+ * of enough channels, or on small outputs (the plane kernel's per-channel work dominates there:
+ * NCHW 512ch 7x7 0.010 ms in the lanes vs 0.025 on planes; but 64ch 56x56 0.050 vs 0.031). */
 static int dwq_preferred(const cq_qconv_op *op, cq_conv_layout xl, int64_t ho, int64_t wo) {
   const cq_conv_geom *g = &op->p->g;
-  /* kernels other than 3 x (<= 4) leave more lanes idle below 64 channels (32ch 112x112 7x7:
-   * 0.39 ms in the lanes, 0.27 ms converted to planes) */
-  const int64_t min_c = g->kernel[1] == 3 && g->kernel[0] <= 4 ? CQ_DWQ_MIN_NHWC_CHANNELS : 64;
+  const int64_t min_c = g->kernel[1] == 3 && g->kernel[0] <= 4 ? CQ_DWQ_MIN_NHWC_CHANNELS
+                                                               : CQ_DWQ_MIN_NHWC_CHANNELS_ANY;
   return (xl == CQ_CONV_NHWC && g->in_channels >= min_c) || ho * wo <= 256;
 }
 
@@ -555,6 +555,17 @@ static cq_conv_out group_out(const conv_job *j, int64_t gi, int64_t vw) {
   return o;
 }
 
+/* GEMM rows [m0, m1) of gm: those below j->a_tail_row from gm->a, the others from j->a_tail
+ * (a_tail_row is a multiple of the work unit, so the AMX kernel's strips stay on one side). */
+static void gemm_rows(const conv_job *j, cq_conv_gemm *gm, size_t m0, size_t m1) {
+  const size_t split = (size_t)j->a_tail_row;
+  if (m0 < split) j->op->gemm(gm, m0, m1 < split ? m1 : split);
+  if (m1 > split) {
+    gm->a = j->a_tail;
+    j->op->gemm(gm, m0 > split ? m0 : split, m1);
+  }
+}
+
 /* All GEMM rows of the 16-channel panels [begin, end) (groups 1): run_implicit's split for
  * convolutions of few output positions. */
 static void implicit_channels_part(void *ctx, int thread, int64_t begin, int64_t end) {
@@ -575,12 +586,7 @@ static void implicit_channels_part(void *ctx, int thread, int64_t begin, int64_t
   out.n = (16 * end < p->og ? 16 * end : p->og) - c0;
   cq_conv_gemm gm = {.a = j->a, .lda = j->lda, .aoff = j->aoff, .kvalid = p->kvalid,
                      .ksteps = (size_t)p->ksteps, .w = &w, .out = &out};
-  const size_t mv = (size_t)j->d->mv, split = (size_t)j->a_tail_row;
-  if (split > 0) op->gemm(&gm, 0, split < mv ? split : mv);
-  if (split < mv) {
-    gm.a = j->a_tail;
-    op->gemm(&gm, split, mv);
-  }
+  gemm_rows(j, &gm, 0, (size_t)j->d->mv);
 }
 
 static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
@@ -591,7 +597,6 @@ static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
   const size_t m0 = (size_t)(begin * j->unit_rows);
   size_t m1 = (size_t)(end * j->unit_rows);
   if (m1 > (size_t)j->d->mv) m1 = (size_t)j->d->mv;
-  const size_t split = (size_t)j->a_tail_row; /* a multiple of the unit: rows [m0, m1) split */
   for (int64_t gi = 0; gi < p->g.groups; gi++) {
     const cq_conv_out out = group_out(j, gi, j->d->vw);
     cq_conv_gemm gm = {.a = j->a,
@@ -601,11 +606,7 @@ static void implicit_part(void *ctx, int thread, int64_t begin, int64_t end) {
                        .ksteps = (size_t)p->ksteps,
                        .w = p->gw[gi],
                        .out = &out};
-    if (m0 < split) op->gemm(&gm, m0, m1 < split ? m1 : split);
-    if (m1 > split) {
-      gm.a = j->a_tail;
-      op->gemm(&gm, m0 > split ? m0 : split, m1);
-    }
+    gemm_rows(j, &gm, m0, m1);
   }
 }
 
@@ -770,10 +771,11 @@ static int64_t k_reach(const conv_job *j, const int64_t *aoff) {
   return reach;
 }
 
-/* The GEMM rows (a multiple of the work unit) whose reads stay inside an input of `bytes` bytes
- * read in place (the AMX kernel reads the whole 32-row strips of the units it is given). */
-static int64_t in_place_rows(const conv_job *j, const int64_t *aoff, int64_t bytes) {
-  const int64_t reach = k_reach(j, aoff), lda = (int64_t)j->lda;
+/* The GEMM rows (a multiple of the work unit) whose reads, `reach` bytes from each row's start,
+ * stay inside an input of `bytes` bytes read in place (the AMX kernel reads the whole 32-row
+ * strips of the units it is given). */
+static int64_t in_place_rows(const conv_job *j, int64_t reach, int64_t bytes) {
+  const int64_t lda = (int64_t)j->lda;
   int64_t rows = bytes >= reach ? (bytes - reach) / lda + 1 : 0; /* rows 0 .. rows-1 fit */
   rows = rows / 32 * 32;
   return rows < j->d->mv ? rows : j->d->mv;
@@ -930,11 +932,12 @@ cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x
     if (d.path == PATH_IMPLICIT && !j.x_nchw && g->padding[0] == 0 && g->padding[1] == 0) {
       /* the image would be the input itself: read it in place, but for the last rows, where the
        * kernels' reads (whole 32-row strips and 64-byte K steps on AMX) would pass its end */
+      const int64_t row_reach = k_reach(&j, aoff);
       j.a = j.x;
-      j.a_tail_row = in_place_rows(&j, aoff, C * h * w);
+      j.a_tail_row = in_place_rows(&j, row_reach, C * h * w);
       const size_t from = (size_t)j.a_tail_row * j.lda, bytes = (size_t)(C * h * w);
       const size_t reach = (size_t)((d.mv + 31) / 32 * 32 - j.a_tail_row) * j.lda +
-                           (size_t)(k_reach(&j, aoff));
+                           (size_t)row_reach;
       memcpy(ws, j.x + from, bytes - from);
       if (reach > bytes - from) { /* defined bytes for the rows past the last (discarded) */
         const size_t end = reach < d.img_bytes ? reach : d.img_bytes;
