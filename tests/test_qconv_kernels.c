@@ -280,6 +280,19 @@ static void test_named_shapes(void) {
       }
     }
   }
+  /* channels in the lanes, 3x3 with stride_h 1: row pairs from four-row columns (odd row counts
+   * leave a single last row), rows wider than one span of DWQ_SPAN_PAIR outputs */
+  for (int r = 0; r < 6; r++) {
+    const int64_t C = dwq_c[rnd() % 5];
+    base_case(&c, C, C, 3, 2 + (int64_t)(rnd() % 6), r < 3 ? 67 + (int64_t)(rnd() % 80) : 9);
+    c.g.groups = C;
+    c.g.stride[1] = 1 + r % 2;
+    c.g.padding[0] = rnd() % 2;
+    c.g.padding[1] = rnd() % 2;
+    c.w_zp_mode = 0;
+    c.all_layouts = 1;
+    run_case(&c);
+  }
   /* channels in the lanes with other kernels (columns built into a buffer, 1-2 dword groups per
    * column): 5x5, 7x7, 8-row, 1-column and wide rows (more than one buffer of outputs) */
   static const int64_t dwq_k[][2] = {{5, 5}, {7, 7}, {8, 2}, {5, 1}, {6, 8}, {2, 5}};

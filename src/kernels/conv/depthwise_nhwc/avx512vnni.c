@@ -12,7 +12,8 @@
  * 3-column kernels of up to 4 rows (the common 3x3): a column built once serves the 3 / stride_w
  * outputs whose windows contain it through a ring of three columns in registers, and the 12
  * weight vectors of a block stay in registers along a row; each output costs 12 vpdpbusd per 64
- * channels and the column interleave 6 unpacks per column. Other kernels (5x5, 7x7, ...): the
+ * channels and the column interleave 8 unpacks per column. 3x3 with stride_h 1 takes output rows
+ * in pairs whose columns of four rows serve both (below). Other kernels (5x5, 7x7, ...): the
  * columns of up to 16 outputs are built into a buffer on the stack, and each output adds
  * kw * ceil(kh / 4) of them per 16 channels with the weights as memory operands.
  *
@@ -27,9 +28,10 @@
 typedef struct dwq_ctx {
   const uint8_t *row[CQ_DWQ_MAX_KERNEL]; /* the window rows of this output row and block, at
                                           * (padded) column 0 */
-  int64_t kh, C;
+  int64_t kh, C, wo;
   int64_t c0, c1;        /* the columns [c0, c1) are loaded; the others are padding: zcol */
   __m512i zcol[2];       /* a padding column: each dword group's zero points (rows < kh) */
+  __m512i zcol4;         /* a padding column of four rows (the row pair's columns) */
   __mmask64 load;        /* the block's channels */
   const int32_t *w, *init; /* this block's weights [kw][nd][4][16], init [4][16] */
   const float *scale, *fbias, *mult;
@@ -76,37 +78,66 @@ static inline __attribute__((always_inline)) void dwq_column(const dwq_ctx *x, i
   dwq_column_group(x, col, 0, q);
 }
 
-/* Requantizes the four accumulator vectors of output position ox and stores its bytes. */
-static inline __attribute__((always_inline)) void dwq_finish(const dwq_ctx *x, int64_t ox,
-                                                             const __m512i *a, const int KIND,
-                                                             const int USE_LO) {
-  __m512i z[4];
-#pragma GCC unroll 4
-  for (int j = 0; j < 4; j++) {
-    __m512 v = _mm512_cvtepi32_ps(a[j]);
+/* The output stage's per-channel constants of two lane groups (j0, j0 + 1). */
+typedef struct dwq_consts {
+  __m512 scale[2], fbias[2], mult[2];
+} dwq_consts;
+
+static inline __attribute__((always_inline)) dwq_consts dwq_consts_of(const dwq_ctx *x,
+                                                                      const int j0) {
+  dwq_consts k;
+  for (int jj = 0; jj < 2; jj++) {
+    k.scale[jj] = _mm512_loadu_ps(x->scale + 16 * (j0 + jj));
+    k.fbias[jj] = _mm512_loadu_ps(x->fbias + 16 * (j0 + jj));
+    k.mult[jj] = _mm512_loadu_ps(x->mult + 16 * (j0 + jj));
+  }
+  return k;
+}
+
+/* Requantizes two accumulator vectors (lane groups j0, j0 + 1 of k) and packs them to int16 with
+ * the output zero point added. */
+static inline __attribute__((always_inline)) __m512i dwq_half(const dwq_ctx *x, const __m512i *a,
+                                                              const dwq_consts *k,
+                                                              const int KIND) {
+  __m512i z[2];
+#pragma GCC unroll 2
+  for (int jj = 0; jj < 2; jj++) {
+    __m512 v = _mm512_cvtepi32_ps(a[jj]);
     if (KIND == CQ_PHASE_INT) {
-      v = _mm512_mul_ps(v, _mm512_loadu_ps(x->mult + 16 * j));
+      v = _mm512_mul_ps(v, k->mult[jj]);
     } else {
-      if (KIND == CQ_PHASE_FLOAT || KIND == CQ_PHASE_FLOAT_MIN) {
-        v = _mm512_mul_ps(v, _mm512_loadu_ps(x->scale + 16 * j));
-      }
-      v = _mm512_mul_ps(_mm512_add_ps(v, _mm512_loadu_ps(x->fbias + 16 * j)),
-                        _mm512_loadu_ps(x->mult + 16 * j));
+      if (KIND == CQ_PHASE_FLOAT || KIND == CQ_PHASE_FLOAT_MIN) v = _mm512_mul_ps(v, k->scale[jj]);
+      v = _mm512_mul_ps(_mm512_add_ps(v, k->fbias[jj]), k->mult[jj]);
       if (KIND == CQ_PHASE_FLOAT_MIN || KIND == CQ_PHASE_FLOAT_MIN_UNIT) {
         v = _mm512_min_ps(x->hi_f, v);
       }
     }
-    z[j] = _mm512_cvtps_epi32(v);
+    z[jj] = _mm512_cvtps_epi32(v);
   }
-  const __m512i p01 = _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), x->zp16);
-  const __m512i p23 = _mm512_adds_epi16(_mm512_packs_epi32(z[2], z[3]), x->zp16);
+  return _mm512_adds_epi16(_mm512_packs_epi32(z[0], z[1]), x->zp16);
+}
+
+/* Packs the two halves of an output position (dwq_half of lane groups 0-1 and 2-3) to bytes,
+ * which puts the channels back in their natural order, and stores them at y. */
+static inline __attribute__((always_inline)) void dwq_store(const dwq_ctx *x, uint8_t *y,
+                                                            __m512i p01, __m512i p23,
+                                                            const int USE_LO) {
   __m512i b = _mm512_packus_epi16(p01, p23);
   if (USE_LO) b = _mm512_max_epu8(b, x->lo8);
   if (x->store == ~(__mmask64)0) {
-    _mm512_storeu_si512(x->y + ox * x->C, b);
+    _mm512_storeu_si512(y, b);
   } else {
-    _mm512_mask_storeu_epi8(x->y + ox * x->C, x->store, b);
+    _mm512_mask_storeu_epi8(y, x->store, b);
   }
+}
+
+/* Requantizes the four accumulator vectors of output position ox and stores its bytes. */
+static inline __attribute__((always_inline)) void dwq_finish(const dwq_ctx *x, int64_t ox,
+                                                             const __m512i *a, const int KIND,
+                                                             const int USE_LO) {
+  const dwq_consts k01 = dwq_consts_of(x, 0), k23 = dwq_consts_of(x, 2);
+  const __m512i p01 = dwq_half(x, a, &k01, KIND), p23 = dwq_half(x, a + 2, &k23, KIND);
+  dwq_store(x, x->y + ox * x->C, p01, p23, USE_LO);
 }
 
 /* Output position ox from the columns q0, q1, q2 of its window; wr: the block's weights, 4 vectors
@@ -168,6 +199,149 @@ static inline __attribute__((always_inline)) void dwq_row(const dwq_ctx *xp, int
 #undef DWQ_NEXT
 }
 
+/* ---- row pairs (3x3, stride_h 1) ---------------------------------------------------------------
+ * Output rows oy and oy + 1 read input rows oy .. oy + 3: one column of all four serves both, the
+ * top row's weights in bytes 0-2 of each dword and the bottom row's in bytes 1-3 (the same dwords
+ * shifted left by a byte), so the unpacks of a column serve two outputs.
+ *
+ * Both rows' weights, the columns and the output constants of 64 channels would not fit the 32
+ * registers, and operands from memory are not free here (512-bit loads share the vector issue
+ * bandwidth: a load costs about as much as a vector uop, and the single-row kernel above spends a
+ * third of its issue slots on them). The unpack tree of a column splits into two independent
+ * halves (lane groups 0-1 from the low byte unpacks, 2-3 from the high ones), so a span of
+ * outputs is done in two passes of 32 channels, each with its 12 weight vectors, 6 column vectors
+ * and 8 constants in registers, reading the input rows twice; the first pass leaves its packed
+ * int16 halves on the stack for the second to complete. 64ch 56x56: 27-28 -> 24 us. */
+
+/* Outputs per span (the stash: 2 rows x 64 x 64 bytes). */
+#define DWQ_SPAN_PAIR 64
+
+/* Half H (lane groups 2H, 2H + 1) of the four-row column at input column col. */
+static inline __attribute__((always_inline)) void dwq_pair_column(const dwq_ctx *x, int64_t col,
+                                                                  const int H, __m512i *q) {
+  if (col < x->c0 || col >= x->c1) {
+    q[0] = q[1] = x->zcol4;
+    return;
+  }
+  const int64_t off = col * x->C;
+  __m512i a, b, c, e;
+  if (x->load == ~(__mmask64)0) {
+    a = _mm512_loadu_si512(cq_conv_at(x->row[0], off));
+    b = _mm512_loadu_si512(cq_conv_at(x->row[1], off));
+    c = _mm512_loadu_si512(cq_conv_at(x->row[2], off));
+    e = _mm512_loadu_si512(cq_conv_at(x->row[3], off));
+  } else {
+    const __mmask64 m = x->load;
+    a = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[0], off));
+    b = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[1], off));
+    c = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[2], off));
+    e = _mm512_maskz_loadu_epi8(m, cq_conv_at(x->row[3], off));
+  }
+  const __m512i ab = H ? _mm512_unpackhi_epi8(a, b) : _mm512_unpacklo_epi8(a, b);
+  const __m512i ce = H ? _mm512_unpackhi_epi8(c, e) : _mm512_unpacklo_epi8(c, e);
+  q[0] = _mm512_unpacklo_epi16(ab, ce);
+  q[1] = _mm512_unpackhi_epi16(ab, ce);
+}
+
+/* The constants of one pass, loaded once for the span. */
+typedef struct dwq_pair_k {
+  __m512i w[2][6]; /* [row][column * 2 + lane group] */
+  __m512i init[2];
+  dwq_consts out;
+} dwq_pair_k;
+
+/* Half H of output position ox of both rows from the columns q0, q1, q2 of its window. Pass 0
+ * leaves the packed halves in stash, pass 1 completes and stores them. */
+static inline __attribute__((always_inline)) void dwq_pair_output(
+    const dwq_ctx *x, int64_t ox, const __m512i *q0, const __m512i *q1, const __m512i *q2,
+    const dwq_pair_k *k, __m512i *stash, const int H, const int KIND, const int USE_LO) {
+#pragma GCC unroll 2
+  for (int r = 0; r < 2; r++) {
+    __m512i t[2];
+#pragma GCC unroll 2
+    for (int jj = 0; jj < 2; jj++) {
+      t[jj] = k->init[jj];
+      CQ_DPBUSD(t[jj], q0[jj], k->w[r][jj]);
+      CQ_DPBUSD(t[jj], q1[jj], k->w[r][2 + jj]);
+      CQ_DPBUSD(t[jj], q2[jj], k->w[r][4 + jj]);
+    }
+    const __m512i p = dwq_half(x, t, &k->out, KIND);
+    if (H == 0) {
+      stash[r] = p;
+    } else {
+      dwq_store(x, x->y + (r * x->wo + ox) * x->C, stash[r], p, USE_LO);
+    }
+  }
+}
+
+/* Pass H over the outputs [o0, o1): the three columns rotate through q0, q1, q2. */
+static inline __attribute__((always_inline)) void dwq_pair_pass(const dwq_ctx *x, int64_t wp,
+                                                                int64_t o0, int64_t o1,
+                                                                __m512i (*stash)[2], const int H,
+                                                                const int SW, const int KIND,
+                                                                const int USE_LO) {
+  dwq_pair_k k;
+  for (int t = 0; t < 3; t++) {
+    for (int jj = 0; jj < 2; jj++) {
+      k.w[0][2 * t + jj] = _mm512_loadu_si512(x->w + 16 * (4 * t + 2 * H + jj));
+      k.w[1][2 * t + jj] = _mm512_slli_epi32(k.w[0][2 * t + jj], 8);
+    }
+  }
+  for (int jj = 0; jj < 2; jj++) k.init[jj] = _mm512_loadu_si512(x->init + 16 * (2 * H + jj));
+  k.out = dwq_consts_of(x, 2 * H);
+  __m512i q0[2], q1[2], q2[2];
+  const int64_t c = o0 * SW;
+  dwq_pair_column(x, c, H, q0);
+  dwq_pair_column(x, c + 1, H, q1);
+  dwq_pair_column(x, c + 2, H, q2);
+#define DWQ_OUT(OX, A, B, C) \
+  dwq_pair_output(x, OX, A, B, C, &k, stash[(OX) - o0], H, KIND, USE_LO)
+#define DWQ_NEXT(Q, COL)                         \
+  do {                                           \
+    if ((COL) < wp) dwq_pair_column(x, COL, H, Q); \
+  } while (0)
+  for (int64_t ox = o0; ox < o1; ox += 3) {
+    if (SW == 1) {
+      DWQ_OUT(ox, q0, q1, q2);
+      DWQ_NEXT(q0, ox + 3);
+      if (ox + 1 >= o1) break;
+      DWQ_OUT(ox + 1, q1, q2, q0);
+      DWQ_NEXT(q1, ox + 4);
+      if (ox + 2 >= o1) break;
+      DWQ_OUT(ox + 2, q2, q0, q1);
+      DWQ_NEXT(q2, ox + 5);
+    } else { /* columns 2 ox .. 2 ox + 2; the last is the next output's first */
+      DWQ_OUT(ox, q0, q1, q2);
+      DWQ_NEXT(q0, 2 * ox + 3);
+      DWQ_NEXT(q1, 2 * ox + 4);
+      if (ox + 1 >= o1) break;
+      DWQ_OUT(ox + 1, q2, q0, q1);
+      DWQ_NEXT(q2, 2 * ox + 5);
+      DWQ_NEXT(q0, 2 * ox + 6);
+      if (ox + 2 >= o1) break;
+      DWQ_OUT(ox + 2, q1, q2, q0);
+      DWQ_NEXT(q1, 2 * ox + 7);
+      DWQ_NEXT(q2, 2 * ox + 8);
+    }
+  }
+#undef DWQ_NEXT
+#undef DWQ_OUT
+}
+
+/* Output rows oy, oy + 1 of one block (x->row[0..3]: input rows oy .. oy + 3). */
+static inline __attribute__((always_inline)) void dwq_row_pair(const dwq_ctx *xp, int64_t wp,
+                                                               const int SW, const int KIND,
+                                                               const int USE_LO) {
+  /* a local copy: the byte stores could alias *xp, and the compiler would reload it after each */
+  const dwq_ctx xl = *xp, *x = &xl;
+  __m512i stash[DWQ_SPAN_PAIR][2];
+  for (int64_t o0 = 0; o0 < x->wo; o0 += DWQ_SPAN_PAIR) {
+    const int64_t o1 = x->wo - o0 < DWQ_SPAN_PAIR ? x->wo : o0 + DWQ_SPAN_PAIR;
+    dwq_pair_pass(x, wp, o0, o1, stash, 0, SW, KIND, USE_LO);
+    dwq_pair_pass(x, wp, o0, o1, stash, 1, SW, KIND, USE_LO);
+  }
+}
+
 /* Outputs per column buffer of the general kernel: its columns, (DWQ_SPAN - 1) * stride_w + kw,
  * fill at most 40 x 2 x 4 vectors (20 KB) of the stack. */
 #define DWQ_SPAN 16
@@ -217,9 +391,11 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
   const int64_t sh = p->g.stride[0], nd = p->dw_nd, blocks = (C + 63) / 64;
   const int64_t pw = d->img ? 0 : p->g.padding[1], ph = p->g.padding[0];
   const int ring = kw == 3 && nd == 1; /* the three columns rotate through registers */
+  const int pairs = ring && kh == 3 && sh == 1; /* two output rows from four-row columns */
   dwq_ctx x;
   x.kh = kh;
   x.C = C;
+  x.wo = d->wo;
   x.c0 = d->img ? 0 : pw;
   x.c1 = d->img ? d->wp : pw + d->w;
   for (int64_t g = 0; g < 2; g++) { /* zx in the bytes of the rows 4g .. 4g + 3 below kh */
@@ -227,13 +403,16 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
     x.zcol[g] = _mm512_set1_epi32((int32_t)(n ? 0x01010101u * d->zx & (0xffffffffu >> (8 * (4 - n)))
                                               : 0));
   }
+  x.zcol4 = _mm512_set1_epi8((char)d->zx);
   x.zp16 = _mm512_set1_epi16((short)o->y_zp);
   x.lo8 = _mm512_set1_epi8((char)o->y_min);
   x.hi_f = _mm512_set1_ps(o->hi_f);
-  for (int64_t oy = r0; oy < r1; oy++) {
+  for (int64_t oy = r0; oy < r1;) {
+    const int pair = pairs && oy + 1 < r1;
+    const int64_t nr = pair ? 4 : kh; /* window rows read */
     for (int64_t b = 0; b < blocks; b++) {
       const int64_t nc = C - 64 * b < 64 ? C - 64 * b : 64;
-      for (int64_t i = 0; i < kh; i++) {
+      for (int64_t i = 0; i < nr; i++) {
         const int64_t ir = oy * sh + i; /* padded row */
         if (d->img) {
           x.row[i] = d->img + (ir * d->wp) * C + 64 * b;
@@ -251,12 +430,15 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
       x.mult = d->mult + b * 64;
       x.store = cq_conv_mask64(nc);
       x.y = d->y + oy * d->wo * C + 64 * b;
-      if (ring) {
+      if (pair) {
+        dwq_row_pair(&x, d->wp, SW, KIND, USE_LO);
+      } else if (ring) {
         dwq_row(&x, d->wp, d->wo, SW, KIND, USE_LO);
       } else {
         dwq_row_any(&x, d->wp, d->wo, kw, nd, SW, KIND, USE_LO);
       }
     }
+    oy += pair ? 2 : 1;
   }
 }
 
