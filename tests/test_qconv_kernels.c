@@ -293,6 +293,21 @@ static void test_named_shapes(void) {
     c.all_layouts = 1;
     run_case(&c);
   }
+  /* channels in the lanes, 32 channels with stride_w 1: pairs of positions per vector (odd
+   * widths leave a last half pair, padding columns a half-padded column at each edge) */
+  for (int64_t kh = 1; kh <= 4; kh++) {
+    for (int64_t pw = 0; pw <= 1; pw++) {
+      base_case(&c, 32, 32, 3, 2 + (int64_t)(rnd() % 7), 4 + (int64_t)(rnd() % 13) + pw);
+      c.g.groups = 32;
+      c.g.kernel[0] = kh;
+      c.g.stride[0] = kh == 3 ? 1 : 1 + rnd() % 2;
+      c.g.padding[0] = rnd() % 2;
+      c.g.padding[1] = pw;
+      c.w_zp_mode = 0;
+      c.all_layouts = 1;
+      run_case(&c);
+    }
+  }
   /* channels in the lanes with other kernels (columns built into a buffer, 1-2 dword groups per
    * column): 5x5, 7x7, 8-row, 1-column and wide rows (more than one buffer of outputs) */
   static const int64_t dwq_k[][2] = {{5, 5}, {7, 7}, {8, 2}, {5, 1}, {6, 8}, {2, 5}};
