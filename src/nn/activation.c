@@ -86,12 +86,15 @@ static void hardtanh_extra_repr(const cq_module *m, cq_strbuf *sb) {
   cq_strbuf_append_pyfloat_f32(sb, p->max_val);
 }
 
+/* Quantized, the clamp keeps a channels-last input channels-last (cq_qop_clamp), so a conv ->
+ * ReLU6 -> conv chain stays channels-last; float activations are never channels-last. */
 static const cq_module_type hardtanh_type = {
     .name = "Hardtanh",
     .forward = hardtanh_forward,
     .backward = hardtanh_backward,
     .extra_repr = hardtanh_extra_repr,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = cq_reads_channels_last_passes,
 };
 
 /* nn.ReLU6 is Hardtanh(0, 6) printing as "ReLU6()". */
@@ -100,6 +103,7 @@ static const cq_module_type relu6_type = {
     .forward = hardtanh_forward,
     .backward = hardtanh_backward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = cq_reads_channels_last_passes,
 };
 
 static cq_status new_hardtanh(cq_module **out, const cq_module_type *type, float lo, float hi) {

@@ -38,11 +38,14 @@ static cq_status relu_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   return CQ_OK;
 }
 
+/* Quantized, ReLU keeps a channels-last input channels-last (cq_qop_relu); float activations are
+ * never channels-last. */
 static const cq_module_type relu_type = {
     .name = "ReLU",
     .forward = relu_forward,
     .backward = relu_backward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = cq_reads_channels_last_passes,
 };
 
 cq_status cq_relu(cq_module **out) { return cq_module_new(&relu_type, NULL, out); }

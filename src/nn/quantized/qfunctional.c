@@ -126,6 +126,7 @@ static const cq_module_type qrelu6_type = {
     .name = "QuantizedReLU6",
     .forward = qrelu6_forward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .reads_channels_last = cq_reads_channels_last_passes, /* the clamp keeps the layout */
 };
 
 cq_status cq_qmodule_relu6(cq_module **out) {

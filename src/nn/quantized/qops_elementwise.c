@@ -101,6 +101,8 @@ static cq_status clamp_ints(const cq_module *m, cq_ctx *ctx, const cq_tensor *x,
   if (st == CQ_OK) st = active_kernels(m, &k);
   if (st == CQ_OK) st = same_qparams_output(ctx, x, y);
   if (st != CQ_OK) return st;
+  /* elementwise: the output keeps the input's memory order (a channels-last input stays so) */
+  (*y)->channels_last = x->channels_last;
   /* lo and hi lie in the dtype's range (a zero point, or quantized values) */
   const size_t n = (size_t)cq_tensor_numel(x);
   if (n == 0) return CQ_OK;

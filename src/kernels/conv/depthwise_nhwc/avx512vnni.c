@@ -523,7 +523,8 @@ DWQ_KIND(dwq_float, CQ_PHASE_FLOAT)
 DWQ_KIND(dwq_float_min, CQ_PHASE_FLOAT_MIN)
 DWQ_KIND(dwq_float_unit, CQ_PHASE_FLOAT_UNIT)
 DWQ_KIND(dwq_float_min_unit, CQ_PHASE_FLOAT_MIN_UNIT)
-#define DWQ_ROW(NAME) {{NAME##_s1, NAME##_s1_lo}, {NAME##_s2, NAME##_s2_lo}, {NAME##_p, NAME##_p_lo}}
+#define DWQ_ROW(NAME) \
+  {{NAME##_s1, NAME##_s1_lo}, {NAME##_s2, NAME##_s2_lo}, {NAME##_p, NAME##_p_lo}}
 /* [kind][stride_w 1, stride_w 2, paired positions][the fused ReLU's lower bound is above 0] */
 static const dwq_fn dwq_table[CQ_PHASE_KINDS][3][2] = {
     DWQ_ROW(dwq_int),       DWQ_ROW(dwq_float),      DWQ_ROW(dwq_float_min),
