@@ -62,6 +62,17 @@ static cq_module *model(int variant) {
                       conv(24, 16, 3, 1, 2, 1)};
     return tb_seq(7, c);
   }
+  if (variant == 3) {
+    /* MobileNet-style blocks: the elementwise ReLU6 / Hardtanh between the convs keep their
+     * input's layout, so the depthwise convs (32 channels: two positions per vector; 64) read
+     * channels-last too */
+    cq_module *ht = NULL;
+    OK(cq_hardtanh(&ht, -1.0f, 1.5f));
+    cq_module *c[] = {conv(3, 32, 3, 1, 1, 1), tb_simple(cq_relu6), conv(32, 32, 3, 1, 1, 32),
+                      ht, conv(32, 64, 1, 0, 1, 1), tb_simple(cq_relu6),
+                      conv(64, 64, 3, 1, 2, 64), tb_simple(cq_relu6), conv(64, 16, 1, 0, 1, 1)};
+    return tb_seq(9, c);
+  }
   cq_module *c[] = {conv(3, 8, 3, 1, 1, 1), tb_simple(cq_relu), maxpool(2),
                     conv(8, 16, 3, 0, 1, 1), tb_simple(cq_relu), flatten(),
                     tb_linear(16 * 4 * 4, 10)};
@@ -128,7 +139,7 @@ static int same_bytes(const cq_tensor *a, const cq_tensor *b) {
 }
 
 static void test_model(int variant, cq_backend engine) {
-  cq_module *g = variant < 2 ? model(variant) : residual();
+  cq_module *g = variant != 2 ? model(variant) : residual();
   cq_module_train(g, 0);
   quantize(g, engine);
   if (variant == 2) {
@@ -316,7 +327,7 @@ int main(void) {
   test_conversion();
   const cq_backend engines[2] = {CQ_BACKEND_X86, CQ_BACKEND_QNNPACK};
   for (int e = 0; e < 2; e++) {
-    for (int variant = 0; variant < 3; variant++) test_model(variant, engines[e]);
+    for (int variant = 0; variant < 4; variant++) test_model(variant, engines[e]);
   }
   test_inside_a_run();
   test_long_sequential();
