@@ -23,6 +23,16 @@ for key in '"median_ms": ' '"against_median_ms": ' '"speedup": ' '"input_shape":
 done
 case "$out" in *'"median_ms": 0,'* | *'"median_ms": -'*) bad "median not positive: $out" ;; esac
 
+# --profile: one entry per node of the quantized graph, in order, with its type and time
+out=$("$CQ" bench "$TMP/q.onnx" --input "$D/cnn_in.npy" --profile --reps 1 --min-ms 1 \
+  2>"$TMP/err")
+rc=$?
+[ $rc -eq 0 ] || bad "bench --profile: exit $rc: $(cat "$TMP/err")"
+for key in '"profile": {"runs": ' '"nodes_ms": ' '"type": "QuantizedConvReLU2d"' '"ms": '; do
+  case "$out" in *"$key"*) ;; *) bad "bench --profile output lacks $key: $out" ;; esac
+done
+case "$out" in *'"ms": -'*) bad "a node time is negative: $out" ;; esac
+
 # errors: exit status, one line on stderr, nothing on stdout
 expect_fail() {
   local want_rc=$1 name=$2

@@ -185,6 +185,22 @@ static void test_model(int variant, cq_backend engine) {
   CHECK_MSG(same_bytes(whole, y), "variant %d: whole-model output differs from the node-by-node "
             "run", variant);
 
+  /* a profiled run gives the same bytes and a time for every node, accumulated over runs */
+  double seconds[64] = {0};
+  cq_tensor *profiled = NULL;
+  OK(cq_graph_forward_profile(g, ctx, 1, &x, 1, &profiled, seconds));
+  CHECK(same_bytes(whole, profiled));
+  double first = 0, second = 0;
+  for (int i = 0; i < nodes; i++) {
+    CHECK(seconds[i] >= 0.0);
+    first += seconds[i];
+  }
+  OK(cq_graph_forward_profile(g, ctx, 1, &x, 1, &profiled, seconds));
+  for (int i = 0; i < nodes; i++) second += seconds[i];
+  CHECK(first > 0.0 && second > first);
+  CHECK(seconds[nodes] == 0.0);
+  CHECK(cq_graph_forward_profile(g, ctx, 1, &x, 1, &profiled, NULL) == CQ_EINVAL);
+
   /* a visitor sees contiguous tensors only */
   seen s = {0, 0};
   cq_tensor *visited = NULL;

@@ -119,6 +119,14 @@ CQ_API cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_t
                                         int nout, cq_tensor **out, cq_graph_visit_fn visit,
                                         void *user);
 
+/* Runs a graph like cq_module_forward and adds the wall time of every node, in seconds, to
+ * node_seconds[k] (k: the node's execution index, cq_graph_num_nodes entries), so that the times
+ * of many runs accumulate: a per-layer profile. The nodes run exactly as in a plain forward
+ * (same layouts, same outputs); a node's time includes the layout conversion of its inputs when
+ * it needs one. */
+CQ_API cq_status cq_graph_forward_profile(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                          int nout, cq_tensor **out, double *node_seconds);
+
 /* For modules made by cq_add / cq_mul / cq_cat: "add", "mul" or "cat" (with the concatenation dim
  * in *dim when dim is non-NULL); NULL for every other module. */
 CQ_API const char *cq_functional_op(const cq_module *m, int *dim);

@@ -7,6 +7,7 @@
  * "graph.child" swaps the module a node calls. */
 #include <ctype.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "cquant/graph.h"
@@ -301,18 +302,27 @@ cq_status cq_graph_set_outputs(cq_module *g, int n, const int *values) {
 
 /* --- execution --------------------------------------------------------------------------------- */
 
+/* What a run reports besides its outputs: a visitor after every node, the nodes' wall times. */
+typedef struct run_hooks {
+  cq_graph_visit_fn visit;
+  void *user;
+  double *seconds; /* += each node's time, by execution index */
+} run_hooks;
+
 static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
-                           cq_tensor **out, cq_graph_visit_fn visit, void *user);
+                           cq_tensor **out, const run_hooks *hooks);
 
 static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
                                cq_tensor **out) {
-  return run_nodes(m, ctx, nin, in, nout, out, NULL, NULL);
+  return run_nodes(m, ctx, nin, in, nout, out, NULL);
 }
 
-cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
-                                 int nout, cq_tensor **out, cq_graph_visit_fn visit, void *user) {
+/* The checks and the run of cq_graph_forward_visit / cq_graph_forward_profile. */
+static cq_status run_outside(cq_module *g, const char *fn, cq_ctx *ctx, int nin,
+                             cq_tensor *const *in, int nout, cq_tensor **out,
+                             const run_hooks *hooks) {
   graph_impl *p = NULL;
-  cq_status st = as_graph(g, "cq_graph_forward_visit", &p);
+  cq_status st = as_graph(g, fn, &p);
   if (st != CQ_OK) return st;
   if (!ctx || nin != p->ninputs || (nin > 0 && !in) || nout < 1 || nout > p->noutputs || !out) {
     return cq_fail(CQ_EINVAL, "%s: forward takes %d inputs and gives up to %d outputs (got %d, %d)",
@@ -321,15 +331,34 @@ cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *
   for (int i = 0; i < nin; i++) {
     if (!in[i]) return cq_fail(CQ_EINVAL, "%s: input %d is NULL", p->class_name, i);
   }
-  st = run_nodes(g, ctx, nin, in, nout, out, visit, user);
+  st = run_nodes(g, ctx, nin, in, nout, out, hooks);
   for (int i = 0; i < nout && st == CQ_OK && cq_ctx_outermost(ctx); i++) {
     st = cq_ctx_contiguous(ctx, out[i], &out[i]);
   }
   return st;
 }
 
+cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                 int nout, cq_tensor **out, cq_graph_visit_fn visit, void *user) {
+  const run_hooks hooks = {visit, user, NULL};
+  return run_outside(g, "cq_graph_forward_visit", ctx, nin, in, nout, out, &hooks);
+}
+
+cq_status cq_graph_forward_profile(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                   int nout, cq_tensor **out, double *node_seconds) {
+  if (!node_seconds) return cq_fail(CQ_EINVAL, "cq_graph_forward_profile: node_seconds is NULL");
+  const run_hooks hooks = {NULL, NULL, node_seconds};
+  return run_outside(g, "cq_graph_forward_profile", ctx, nin, in, nout, out, &hooks);
+}
+
+static double now_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
-                           cq_tensor **out, cq_graph_visit_fn visit, void *user) {
+                           cq_tensor **out, const run_hooks *hooks) {
   const graph_impl *p = m->impl;
   if (p->noutputs == 0) {
     return cq_module_fail(m, CQ_ESTATE, "no graph outputs declared (cq_graph_set_outputs)");
@@ -357,7 +386,9 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
     int wanted = 1;
     for (int i = 0; i < node->nout; i++) wanted &= want[node->outputs[i]];
     cq_ctx_hint_channels_last(ctx, wanted);
+    const double t0 = hooks && hooks->seconds ? now_seconds() : 0.0;
     st = cq_module_forward(m->children[c], ctx, node->nin, args, node->nout, res);
+    if (hooks && hooks->seconds) hooks->seconds[k] += now_seconds() - t0;
     if (st != CQ_OK) {
       st = cq_fail_context(st, "%s node '%s'", p->class_name, node->name);
       break;
@@ -369,10 +400,10 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
       }
       values[node->outputs[i]] = res[i];
     }
-    if (st == CQ_OK && visit) { /* the visitor sees contiguous tensors, as any caller does */
+    if (st == CQ_OK && hooks && hooks->visit) { /* it sees contiguous tensors, as any caller */
       cq_tensor *seen[CQ_MAX_IO];
       for (int i = 0; i < node->nout && st == CQ_OK; i++) st = cq_ctx_contiguous(ctx, res[i], &seen[i]);
-      if (st == CQ_OK) st = visit(node->name, m->children[c], node->nout, seen, user);
+      if (st == CQ_OK) st = hooks->visit(node->name, m->children[c], node->nout, seen, hooks->user);
     }
   }
   if (st == CQ_OK) {
