@@ -29,7 +29,8 @@ static const char bench_model_help[] =
     "\n"
     "output: {\"model\", \"input_shape\", \"threads\", \"reps\", \"median_ms\", \"min_ms\"[,\n"
     "         \"against\", \"against_median_ms\", \"against_min_ms\", \"speedup\"][,\n"
-    "         \"profile\": {\"runs\", \"nodes_ms\", \"nodes\": [{\"node\", \"type\", \"ms\"}, ...]}]}\n";
+    "         \"profile\": {\"runs\", \"nodes_ms\",\n"
+    "                     \"nodes\": [{\"node\", \"type\", \"ms\"}, ...]}]}\n";
 
 typedef struct model_call {
   cq_module *model;
