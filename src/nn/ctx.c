@@ -34,6 +34,9 @@ struct cq_ctx {
   int depth; /* nesting of cq_module_forward calls now running */
   int hint_next; /* set by a container for the child it calls next */
   int wanted;    /* the running forward's output may be channels-last */
+  /* cq_graph_forward_profile: the graph whose node times go to profile_seconds */
+  const cq_module *profile_graph;
+  double *profile_seconds;
 };
 
 cq_status cq_ctx_create(cq_ctx **out) {
@@ -270,6 +273,15 @@ int cq_ctx_outermost(const cq_ctx *ctx) { return ctx->depth == 0; }
 
 void cq_ctx_hint_channels_last(cq_ctx *ctx, int wanted) { ctx->hint_next = wanted != 0; }
 int cq_ctx_channels_last_wanted(const cq_ctx *ctx) { return ctx->wanted; }
+
+void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds) {
+  ctx->profile_graph = graph;
+  ctx->profile_seconds = seconds;
+}
+
+double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph) {
+  return graph == ctx->profile_graph ? ctx->profile_seconds : NULL;
+}
 
 cq_status cq_module_forward1(cq_module *m, cq_ctx *ctx, cq_tensor *in, cq_tensor **out) {
   return cq_module_forward(m, ctx, 1, &in, 1, out);

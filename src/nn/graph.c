@@ -314,7 +314,8 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
 
 static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
                                cq_tensor **out) {
-  return run_nodes(m, ctx, nin, in, nout, out, NULL);
+  const run_hooks hooks = {NULL, NULL, cq_ctx_profile_of(ctx, m)};
+  return run_nodes(m, ctx, nin, in, nout, out, hooks.seconds ? &hooks : NULL);
 }
 
 /* The checks and the run of cq_graph_forward_visit / cq_graph_forward_profile. */
@@ -344,11 +345,20 @@ cq_status cq_graph_forward_visit(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *
   return run_outside(g, "cq_graph_forward_visit", ctx, nin, in, nout, out, &hooks);
 }
 
+/* A plain cq_module_forward (nested calls, channels-last between the nodes as in any run) with
+ * the graph's node times recorded through the context. */
 cq_status cq_graph_forward_profile(cq_module *g, cq_ctx *ctx, int nin, cq_tensor *const *in,
                                    int nout, cq_tensor **out, double *node_seconds) {
-  if (!node_seconds) return cq_fail(CQ_EINVAL, "cq_graph_forward_profile: node_seconds is NULL");
-  const run_hooks hooks = {NULL, NULL, node_seconds};
-  return run_outside(g, "cq_graph_forward_profile", ctx, nin, in, nout, out, &hooks);
+  graph_impl *p = NULL;
+  cq_status st = as_graph(g, "cq_graph_forward_profile", &p);
+  if (st != CQ_OK) return st;
+  if (!ctx || !node_seconds) {
+    return cq_fail(CQ_EINVAL, "cq_graph_forward_profile: %s is NULL", ctx ? "node_seconds" : "ctx");
+  }
+  cq_ctx_set_profile(ctx, g, node_seconds);
+  st = cq_module_forward(g, ctx, nin, in, nout, out);
+  cq_ctx_set_profile(ctx, NULL, NULL);
+  return st;
 }
 
 static double now_seconds(void) {

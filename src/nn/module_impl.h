@@ -108,6 +108,10 @@ void cq_ctx_hint_channels_last(cq_ctx *ctx, int wanted);
 /* Inside forward: 1 when the output may be written channels-last (its consumer reads it so and
  * channels-last is enabled). Always 0 for the outermost call: callers get contiguous tensors. */
 int cq_ctx_channels_last_wanted(const cq_ctx *ctx);
+/* cq_graph_forward_profile: while set, the forward of `graph` adds its nodes' wall times to
+ * seconds (graph NULL: none). cq_ctx_profile_of: that array when m is the graph, else NULL. */
+void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds);
+double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph);
 /* The reads_channels_last of types that pass their input on unchanged (Identity): `after`. */
 int cq_reads_channels_last_passes(const cq_module *m, int after);
 /* Whether producers may write channels-last activations (default 1). Test hook: with 0 every
