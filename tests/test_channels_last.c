@@ -339,6 +339,64 @@ static void test_long_sequential(void) {
   cq_module_free(seq);
 }
 
+/* ReLU folds (graph.c): a ReLU6 whose 6 lies past its conv's output range runs as the conv's fused
+ * ReLU and is skipped; a Hardtanh that cuts inside the range, and a ReLU6 whose conv output is also
+ * read by an add, run as nodes. The folded run gives the bytes of the node-by-node run. */
+static void test_relu_folds(void) {
+  cq_manual_seed(31);
+  cq_module *g = NULL, *add = NULL, *ht = NULL;
+  OK(cq_graph(&g, 1));
+  OK(cq_add(&add));
+  OK(cq_hardtanh(&ht, 0.0f, 0.05f));
+  int x = 0, a, r, b, h, c, r2, s, y;
+  OK(cq_graph_add_node(g, "conv_a", conv(3, 8, 3, 1, 1, 1), 1, &x, 1, &a));
+  OK(cq_graph_add_node(g, "relu6_a", tb_simple(cq_relu6), 1, &a, 1, &r));
+  OK(cq_graph_add_node(g, "conv_b", conv(8, 8, 3, 1, 1, 1), 1, &r, 1, &b));
+  OK(cq_graph_add_node(g, "ht", ht, 1, &b, 1, &h));
+  OK(cq_graph_add_node(g, "conv_c", conv(8, 8, 1, 0, 1, 1), 1, &h, 1, &c));
+  OK(cq_graph_add_node(g, "relu6_c", tb_simple(cq_relu6), 1, &c, 1, &r2));
+  int ai[2] = {c, r2};
+  OK(cq_graph_add_node(g, "add", add, 2, ai, 1, &s));
+  OK(cq_graph_add_node(g, "conv_d", conv(8, 4, 1, 0, 1, 1), 1, &s, 1, &y));
+  OK(cq_graph_set_outputs(g, 1, &y));
+  cq_module_train(g, 0);
+  quantize(g, CQ_BACKEND_X86);
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_tensor *in = ramp(2, 3, 12, 12, 0.19f), *whole = NULL;
+  double seconds[16] = {0};
+  const int nodes = cq_graph_num_nodes(g);
+  CHECK(nodes <= 16);
+  OK(cq_graph_forward_profile(g, ctx, 1, &in, 1, &whole, seconds));
+  for (int i = 0; i < nodes; i++) {
+    cq_graph_node_info node;
+    OK(cq_graph_node(g, i, &node));
+    if (!strcmp(node.name, "relu6_a")) {
+      CHECK_MSG(seconds[i] == 0.0, "relu6_a was not folded into conv_a");
+    } else if (!strcmp(node.name, "ht") || !strcmp(node.name, "relu6_c")) {
+      CHECK_MSG(seconds[i] > 0.0, "%s was folded", node.name);
+    }
+  }
+  /* node by node from the outside: nothing is folded */
+  cq_tensor *values[16] = {in};
+  CHECK(cq_graph_num_values(g) <= 16);
+  for (int i = 0; i < nodes; i++) {
+    cq_graph_node_info node;
+    OK(cq_graph_node(g, i, &node));
+    cq_tensor *args[CQ_MAX_IO], *res[CQ_MAX_IO] = {NULL};
+    for (int k = 0; k < node.nin; k++) args[k] = values[node.inputs[k]];
+    OK(cq_module_forward(node.module, ctx, node.nin, args, node.nout, res));
+    values[node.outputs[0]] = res[0];
+  }
+  int nouts;
+  const int *outs;
+  OK(cq_graph_outputs(g, &nouts, &outs));
+  CHECK_MSG(same_bytes(whole, values[outs[0]]), "the folded run differs from the node-by-node run");
+  cq_tensor_free(in);
+  cq_ctx_free(ctx);
+  cq_module_free(g);
+}
+
 int main(void) {
   test_conversion();
   const cq_backend engines[2] = {CQ_BACKEND_X86, CQ_BACKEND_QNNPACK};
@@ -346,6 +404,7 @@ int main(void) {
     for (int variant = 0; variant < 4; variant++) test_model(variant, engines[e]);
   }
   test_inside_a_run();
+  test_relu_folds();
   test_long_sequential();
   return check_summary("test_channels_last");
 }

@@ -38,6 +38,13 @@ static cq_status relu_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   return CQ_OK;
 }
 
+static int relu_relu_only(const cq_module *m, float x_scale, int32_t x_zp) {
+  (void)m;
+  (void)x_scale;
+  (void)x_zp;
+  return 1;
+}
+
 /* Quantized, ReLU keeps a channels-last input channels-last (cq_qop_relu); float activations are
  * never channels-last. */
 static const cq_module_type relu_type = {
@@ -46,6 +53,7 @@ static const cq_module_type relu_type = {
     .backward = relu_backward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
     .reads_channels_last = cq_reads_channels_last_passes,
+    .relu_only = relu_relu_only,
 };
 
 cq_status cq_relu(cq_module **out) { return cq_module_new(&relu_type, NULL, out); }

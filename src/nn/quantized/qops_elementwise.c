@@ -133,6 +133,11 @@ cq_status cq_qop_clamp(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, floa
                     quantize_one(hi, inv, act_zp(x), d), y);
 }
 
+int cq_qop_clamp_is_relu(float lo, float hi, float scale, int32_t zp) {
+  const float inv = 1.0f / scale;
+  return quantize_one(lo, inv, zp, CQ_QUINT8) == zp && quantize_one(hi, inv, zp, CQ_QUINT8) == 255;
+}
+
 /* --- sigmoid, tanh ------------------------------------------------------------------------------ */
 
 /* QNNPACK's 256-entry lookup tables (sigmoid.c, tanh.c of PyTorch's QNNPACK). */
