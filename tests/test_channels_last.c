@@ -138,6 +138,27 @@ static int same_bytes(const cq_tensor *a, const cq_tensor *b) {
          !memcmp(a->data, b->data, cq_tensor_nbytes(a));
 }
 
+/* Runs g one node at a time from the outside (every node gets and gives contiguous tensors, and
+ * nothing is folded); returns its first output. */
+static cq_tensor *node_by_node(cq_module *g, cq_ctx *ctx, cq_tensor *x) {
+  cq_tensor *values[64] = {x};
+  CHECK(cq_graph_num_values(g) <= 64);
+  for (int i = 0; i < cq_graph_num_nodes(g); i++) {
+    cq_graph_node_info node;
+    OK(cq_graph_node(g, i, &node));
+    cq_tensor *args[CQ_MAX_IO], *res[CQ_MAX_IO] = {NULL};
+    for (int k = 0; k < node.nin; k++) args[k] = values[node.inputs[k]];
+    OK(cq_module_forward(node.module, ctx, node.nin, args, node.nout, res));
+    CHECK_MSG(res[0] && !res[0]->channels_last, "node %s: a caller got a channels-last tensor",
+              node.name);
+    for (int k = 0; k < node.nout; k++) values[node.outputs[k]] = res[k];
+  }
+  int nouts;
+  const int *outs;
+  OK(cq_graph_outputs(g, &nouts, &outs));
+  return values[outs[0]];
+}
+
 static void test_model(int variant, cq_backend engine) {
   cq_module *g = variant != 2 ? model(variant) : residual();
   cq_module_train(g, 0);
@@ -166,22 +187,7 @@ static void test_model(int variant, cq_backend engine) {
 
   /* node by node from the outside, in execution order */
   const int nodes = cq_graph_num_nodes(g);
-  cq_tensor *values[64] = {x};
-  CHECK(cq_graph_num_values(g) <= 64);
-  for (int i = 0; i < nodes; i++) {
-    cq_graph_node_info node;
-    OK(cq_graph_node(g, i, &node));
-    cq_tensor *args[CQ_MAX_IO], *res[CQ_MAX_IO] = {NULL};
-    for (int k = 0; k < node.nin; k++) args[k] = values[node.inputs[k]];
-    OK(cq_module_forward(node.module, ctx, node.nin, args, node.nout, res));
-    CHECK_MSG(res[0] && !res[0]->channels_last, "node %s: a caller got a channels-last tensor",
-              node.name);
-    for (int k = 0; k < node.nout; k++) values[node.outputs[k]] = res[k];
-  }
-  int nouts;
-  const int *outs;
-  OK(cq_graph_outputs(g, &nouts, &outs));
-  cq_tensor *y = values[outs[0]];
+  cq_tensor *y = node_by_node(g, ctx, x);
   CHECK_MSG(same_bytes(whole, y), "variant %d: whole-model output differs from the node-by-node "
             "run", variant);
 
@@ -377,21 +383,8 @@ static void test_relu_folds(void) {
       CHECK_MSG(seconds[i] > 0.0, "%s was folded", node.name);
     }
   }
-  /* node by node from the outside: nothing is folded */
-  cq_tensor *values[16] = {in};
-  CHECK(cq_graph_num_values(g) <= 16);
-  for (int i = 0; i < nodes; i++) {
-    cq_graph_node_info node;
-    OK(cq_graph_node(g, i, &node));
-    cq_tensor *args[CQ_MAX_IO], *res[CQ_MAX_IO] = {NULL};
-    for (int k = 0; k < node.nin; k++) args[k] = values[node.inputs[k]];
-    OK(cq_module_forward(node.module, ctx, node.nin, args, node.nout, res));
-    values[node.outputs[0]] = res[0];
-  }
-  int nouts;
-  const int *outs;
-  OK(cq_graph_outputs(g, &nouts, &outs));
-  CHECK_MSG(same_bytes(whole, values[outs[0]]), "the folded run differs from the node-by-node run");
+  CHECK_MSG(same_bytes(whole, node_by_node(g, ctx, in)),
+            "the folded run differs from the node-by-node run");
   cq_tensor_free(in);
   cq_ctx_free(ctx);
   cq_module_free(g);
