@@ -357,7 +357,8 @@ static cq_status graph_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
   return run_nodes(m, ctx, nin, in, nout, out, hooks.seconds ? &hooks : NULL);
 }
 
-/* The checks and the run of cq_graph_forward_visit / cq_graph_forward_profile. */
+/* cq_graph_forward_visit: the graph run from the outside (its nodes are outermost calls, so every
+ * node gives contiguous tensors and nothing is folded), then the checks on what it returns. */
 static cq_status run_outside(cq_module *g, const char *fn, cq_ctx *ctx, int nin,
                              cq_tensor *const *in, int nout, cq_tensor **out,
                              const run_hooks *hooks) {
