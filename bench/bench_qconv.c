@@ -458,7 +458,7 @@ static int run_shape(const shape *sh, const int *threads_list, int n_threads,
   }
   cq_qconv_packed *packed = NULL;
   cq_qconv_op *op = NULL;
-  const cq_qgemm_quant q = {x_scale, opt->x_zp, y_scale, y_zp, opt->relu, opt->rule};
+  const cq_qgemm_quant q = {x_scale, opt->x_zp, y_scale, y_zp, opt->relu, opt->rule, 0, 0, 0};
   if (cq_qconv_pack(&g, w, w_scale, NULL, 1, bias, &packed) != CQ_OK ||
       cq_qconv_create(packed, &q, &op) != CQ_OK) {
     fprintf(stderr, "bench_qconv: %s\n", cq_last_error());

@@ -362,7 +362,7 @@ int main(int argc, char **argv) {
     cq_qgemm_packed *packed = NULL;
     cq_qgemm_op *op = NULL;
     cq_qgemm_dynamic *dop = NULL;
-    cq_qgemm_quant q = {x_scale, x_zp, y_scale, y_zp, 0, rule};
+    cq_qgemm_quant q = {x_scale, x_zp, y_scale, y_zp, 0, rule, 0, 0, 0};
     if (cq_qgemm_pack(w, n, k, &w_scale, NULL, 0, NULL, &packed) != CQ_OK ||
         cq_qgemm_create(packed, &q, &op) != CQ_OK ||
         (dynamic && cq_qgemm_dynamic_create(packed, rule, 1, 0, &dop) != CQ_OK)) {

@@ -42,6 +42,8 @@ typedef struct conv_case {
   int per_channel;
   int w_zp_mode; /* 0 none, 1 per-tensor nonzero, 2 per channel */
   int has_bias, relu;
+  int clamp;     /* cq_qgemm_quant's output clamp [clamp_lo, clamp_hi] (a folded ReLU6) */
+  int32_t clamp_lo, clamp_hi;
   cq_requant_rule rule;
   int extreme;   /* 1: x = 255, w = -128 (largest products); 2: tiny output scale (saturation) */
   int all_layouts;
@@ -50,13 +52,14 @@ typedef struct conv_case {
 static void describe(const conv_case *c, char *buf, size_t cap) {
   const cq_conv_geom *g = &c->g;
   snprintf(buf, cap, "N=%lld C=%lld H=%lld W=%lld O=%lld k=%lldx%lld s=%lldx%lld p=%lldx%lld "
-           "d=%lldx%lld groups=%lld zx=%d zy=%d pc=%d wzp=%d bias=%d relu=%d rule=%s extreme=%d",
+           "d=%lldx%lld groups=%lld zx=%d zy=%d pc=%d wzp=%d bias=%d relu=%d clamp=%d [%d, %d] "
+           "rule=%s extreme=%d",
            (long long)c->batch, (long long)g->in_channels, (long long)c->h, (long long)c->w,
            (long long)g->out_channels, (long long)g->kernel[0], (long long)g->kernel[1],
            (long long)g->stride[0], (long long)g->stride[1], (long long)g->padding[0],
            (long long)g->padding[1], (long long)g->dilation[0], (long long)g->dilation[1],
            (long long)g->groups, c->x_zp, c->y_zp, c->per_channel, c->w_zp_mode, c->has_bias,
-           c->relu, cq_requant_rule_name(c->rule), c->extreme);
+           c->relu, c->clamp, c->clamp_lo, c->clamp_hi, cq_requant_rule_name(c->rule), c->extreme);
 }
 
 /* [N, C, H, W] <-> [N, H, W, C] */
@@ -112,6 +115,12 @@ static void run_case(const conv_case *c) {
   cq_status rst = cq_requant_params_set_static(&rq, c->rule, x_scale, w_scale, c->per_channel,
                                                c->has_bias ? bias : NULL, y_scale, c->y_zp,
                                                c->relu);
+  if (rst == CQ_OK && c->clamp) { /* what cq_qconv_create makes of the clamp */
+    if (c->clamp_hi < 255 && c->rule == CQ_RULE_QNNPACK) rst = CQ_EINVAL;
+    if (rq.y_min < c->clamp_lo) rq.y_min = c->clamp_lo;
+    if (rq.y_max > c->clamp_hi) rq.y_max = c->clamp_hi;
+    if (rq.y_min > rq.y_max) rst = CQ_EINVAL;
+  }
   const int64_t plane = ho * wo;
   for (size_t i = 0; i < yn && rst == CQ_OK; i++) {
     const int64_t o = (int64_t)(i / (size_t)plane) % O;
@@ -124,7 +133,8 @@ static void run_case(const conv_case *c) {
   cq_requant_params_release(&rq);
   to_nhwc(x, x_nhwc, c->batch, C, c->h * c->w);
   to_nhwc(want, want_nhwc, c->batch, O, plane);
-  cq_qgemm_quant q = {x_scale, c->x_zp, y_scale, c->y_zp, c->relu, c->rule};
+  cq_qgemm_quant q = {x_scale, c->x_zp, y_scale, c->y_zp, c->relu, c->rule,
+                      c->clamp, c->clamp_lo, c->clamp_hi};
   for (int ii = 0; ii < n_isas && packed; ii++) {
     cq_qconv_op *op = NULL;
     cq_status st = cq_qconv_create_isa(packed, &q, isas[ii], &op);
@@ -195,6 +205,12 @@ static void base_case(conv_case *c, int64_t C, int64_t O, int64_t k, int64_t h, 
   c->has_bias = rnd() % 4 != 0;
   c->relu = (int)(rnd() % 2);
   c->rule = (cq_requant_rule)(rnd() % CQ_RULE_COUNT);
+  if (rnd() % 3 == 0) { /* a folded ReLU6: from the zero point (or another byte) to a bound */
+    c->clamp = 1;
+    c->clamp_lo = rnd() % 2 ? c->y_zp : (int32_t)(rnd() % 200);
+    c->clamp_hi = c->clamp_lo + (int32_t)(rnd() % (256 - (uint32_t)c->clamp_lo));
+    if (rnd() % 4 == 0) c->clamp_hi = 255;
+  }
 }
 
 static void random_case(conv_case *c) {
@@ -464,7 +480,7 @@ static void test_errors(void) {
   CHECK_OK(cq_qconv_pack(&g, w, &s, NULL, 0, NULL, &p));
   CHECK_INT_EQ(cq_qconv_packed_geom(p)->out_channels, 6);
   cq_qconv_op *op = NULL;
-  cq_qgemm_quant q = {0.1f, 300, 0.2f, 3, 0, CQ_RULE_FBGEMM};
+  cq_qgemm_quant q = {0.1f, 300, 0.2f, 3, 0, CQ_RULE_FBGEMM, 0, 0, 0};
   CHECK_STATUS(cq_qconv_create(p, &q, &op), CQ_EINVAL);
   q.x_zp = 3;
   q.y_scale = 0.0f;
@@ -510,7 +526,7 @@ static void test_alloc_failures(void) {
   for (long n = 0; n < 100; n++) {
     cq_qconv_packed *p = NULL;
     cq_qconv_op *op = NULL;
-    cq_qgemm_quant q = {0.1f, 3, 0.2f, 3, 1, CQ_RULE_QNNPACK};
+    cq_qgemm_quant q = {0.1f, 3, 0.2f, 3, 1, CQ_RULE_QNNPACK, 0, 0, 0};
     cq_debug_fail_alloc_after(n);
     cq_status st = cq_qconv_pack(&g, w, &s, NULL, 0, b, &p);
     if (st == CQ_OK) st = cq_qconv_create_isa(p, &q, CQ_ISA_SCALAR, &op);

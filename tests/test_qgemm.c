@@ -109,7 +109,7 @@ static void run_static_case(const gemm_case *c) {
   cq_requant__scalar((size_t)c->m, (size_t)c->n, acc, (size_t)c->n, &rq, 0, want, (size_t)c->ldy);
   cq_requant_params_release(&rq);
 
-  cq_qgemm_quant q = {x_scale, c->x_zp, y_scale, c->y_zp, c->relu, c->rule};
+  cq_qgemm_quant q = {x_scale, c->x_zp, y_scale, c->y_zp, c->relu, c->rule, 0, 0, 0};
   for (int i = 0; i < n_isas; i++) {
     cq_qgemm_op *op = NULL;
     CHECK_OK(cq_qgemm_create_isa(d.packed, &q, isas[i], &op));
@@ -373,7 +373,7 @@ static void test_errors_and_override(void) {
   CHECK_OK(cq_qgemm_pack(w, 2, 3, s, NULL, 1, NULL, &p));
   CHECK(p->k_padded == 64 && p->panels == 1 && p->col_sums[0] == 2 && p->col_sums[1] == -5);
 
-  cq_qgemm_quant q = {0.05f, 300, 0.1f, 0, 0, CQ_RULE_QNNPACK};
+  cq_qgemm_quant q = {0.05f, 300, 0.1f, 0, 0, CQ_RULE_QNNPACK, 0, 0, 0};
   cq_qgemm_op *op = NULL;
   CHECK_STATUS(cq_qgemm_create_isa(p, &q, CQ_ISA_SCALAR, &op), CQ_EINVAL);
   q.x_zp = 3;
@@ -465,7 +465,7 @@ static void test_no_overread(void) {
     const float ws = 0.01f;
     cq_qgemm_packed *p = NULL;
     CHECK_OK(cq_qgemm_pack(w, n, k, &ws, NULL, 0, NULL, &p));
-    cq_qgemm_quant q = {0.02f, 128, 0.5f, 100, 0, CQ_RULE_ONEDNN};
+    cq_qgemm_quant q = {0.02f, 128, 0.5f, 100, 0, CQ_RULE_ONEDNN, 0, 0, 0};
     uint8_t *ref = malloc((size_t)(m * n)), *y = malloc((size_t)(m * n));
     for (int i = 0; i < n_isas; i++) {
       cq_qgemm_op *op = NULL;

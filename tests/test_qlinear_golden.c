@@ -84,7 +84,7 @@ static void run_case(const golden_file *g, const golden_case *c) {
   for (int i = 0; i < n_isas; i++) {
     if (!dynamic) {
       cq_qgemm_quant q = {get_f32(c, "x_scale"), (int32_t)get_int(c, "x_zp"), get_f32(c, "y_scale"),
-                          (int32_t)get_int(c, "y_zp"), relu, rule};
+                          (int32_t)get_int(c, "y_zp"), relu, rule, 0, 0, 0};
       cq_qgemm_op *o = NULL;
       uint8_t *out = malloc((size_t)(m * n));
       CHECK_OK(cq_qgemm_create_isa(p, &q, isas[i], &o));

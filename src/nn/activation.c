@@ -88,9 +88,11 @@ static void hardtanh_extra_repr(const cq_module *m, cq_strbuf *sb) {
 
 /* Quantized, the clamp keeps a channels-last input channels-last (cq_qop_clamp), so a conv ->
  * ReLU6 -> conv chain stays channels-last; float activations are never channels-last. */
-static int hardtanh_relu_only(const cq_module *m, float x_scale, int32_t x_zp) {
+static int hardtanh_clamp_of(const cq_module *m, float x_scale, int32_t x_zp, int32_t *lo,
+                             int32_t *hi) {
   const hardtanh_impl *p = m->impl;
-  return cq_qop_clamp_is_relu(p->min_val, p->max_val, x_scale, x_zp);
+  cq_qop_clamp_bounds(p->min_val, p->max_val, x_scale, x_zp, lo, hi);
+  return 1;
 }
 
 static const cq_module_type hardtanh_type = {
@@ -100,7 +102,7 @@ static const cq_module_type hardtanh_type = {
     .extra_repr = hardtanh_extra_repr,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
     .reads_channels_last = cq_reads_channels_last_passes,
-    .relu_only = hardtanh_relu_only,
+    .clamp_of = hardtanh_clamp_of,
 };
 
 /* nn.ReLU6 is Hardtanh(0, 6) printing as "ReLU6()". */
@@ -110,7 +112,7 @@ static const cq_module_type relu6_type = {
     .backward = hardtanh_backward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
     .reads_channels_last = cq_reads_channels_last_passes,
-    .relu_only = hardtanh_relu_only,
+    .clamp_of = hardtanh_clamp_of,
 };
 
 static cq_status new_hardtanh(cq_module **out, const cq_module_type *type, float lo, float hi) {

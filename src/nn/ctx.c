@@ -34,7 +34,9 @@ struct cq_ctx {
   int depth; /* nesting of cq_module_forward calls now running */
   int hint_next; /* set by a container for the child it calls next */
   int wanted;    /* the running forward's output may be channels-last */
-  int relu_next, relu; /* cq_ctx_hint_relu for the next call; the running forward's */
+  /* cq_ctx_hint_clamp for the next call; the running forward's */
+  int clamp_next, clamp;
+  int32_t clamp_lo_next, clamp_hi_next, clamp_lo, clamp_hi;
   /* cq_graph_forward_profile: the graph whose node times go to profile_seconds */
   const cq_module *profile_graph;
   double *profile_seconds;
@@ -242,15 +244,20 @@ cq_status cq_module_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const
   ctx->hint_next = 0;
   cq_status st = cq_module_reads_channels_last(m, wanted) ? CQ_OK : contiguous_all(ctx, nin, args);
   if (st != CQ_OK) return cq_fail_context(st, "%s", t->name);
-  const int outer_wanted = ctx->wanted, outer_relu = ctx->relu;
+  const int outer_wanted = ctx->wanted, outer_clamp = ctx->clamp;
+  const int32_t outer_lo = ctx->clamp_lo, outer_hi = ctx->clamp_hi;
   ctx->wanted = wanted;
-  ctx->relu = ctx->relu_next && t->fuses_relu;
-  ctx->relu_next = 0;
+  ctx->clamp = ctx->clamp_next && t->fuses_clamp;
+  ctx->clamp_lo = ctx->clamp_lo_next;
+  ctx->clamp_hi = ctx->clamp_hi_next;
+  ctx->clamp_next = 0;
   ctx->depth++;
   st = t->forward(m, ctx, nin, args, nout, out);
   ctx->depth--;
   ctx->wanted = outer_wanted;
-  ctx->relu = outer_relu;
+  ctx->clamp = outer_clamp;
+  ctx->clamp_lo = outer_lo;
+  ctx->clamp_hi = outer_hi;
   if (st != CQ_OK) {
     free_saved(ctx->pending_saved, ctx->pending_free);
     ctx->pending_saved = NULL;
@@ -283,8 +290,17 @@ void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds) {
   ctx->profile_seconds = seconds;
 }
 
-void cq_ctx_hint_relu(cq_ctx *ctx, int relu) { ctx->relu_next = relu != 0; }
-int cq_ctx_fused_relu(const cq_ctx *ctx) { return ctx->relu; }
+void cq_ctx_hint_clamp(cq_ctx *ctx, int on, int32_t lo, int32_t hi) {
+  ctx->clamp_next = on != 0;
+  ctx->clamp_lo_next = lo;
+  ctx->clamp_hi_next = hi;
+}
+
+int cq_ctx_fused_clamp(const cq_ctx *ctx, int32_t *lo, int32_t *hi) {
+  *lo = ctx->clamp_lo;
+  *hi = ctx->clamp_hi;
+  return ctx->clamp;
+}
 
 double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph) {
   return graph == ctx->profile_graph ? ctx->profile_seconds : NULL;

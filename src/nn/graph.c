@@ -72,14 +72,14 @@ static void plan_layouts(const cq_module *m, int after, int *want) {
   }
 }
 
-/* ReLU folds: a node whose module only cuts at the zero point (relu_only: ReLU, or a ReLU6 /
- * Hardtanh whose upper bound lies past its input's range) and whose input is read by nothing else
- * and made by a module that can apply that itself (fuses_relu: a quantized conv) is skipped, and
- * its producer runs with the ReLU fused (the kernels' lower clamp): the same bytes, one pass over
- * the activation less. relu[j] = 1: run node j with the ReLU; skip[k] = 1: node k's output is its
- * input. PyTorch keeps such ReLU6 modules separate; the fold changes no module, only the run. */
-static void plan_relu_folds(const cq_module *m, int *relu, int *skip, int *consumers,
-                            int *producer) {
+/* Clamp folds: a node whose module clamps the bytes of its quint8 input to a range (clamp_of:
+ * ReLU, ReLU6, Hardtanh) and whose input is read by nothing else and made by a module that can
+ * clamp its own output (fuses_clamp: a quantized conv) is skipped, and its producer runs with the
+ * clamp in its output stage: the same bytes, one pass over the activation less. fold[j] = the
+ * node folded into node j, or -1; skip[k] = 1: node k's output is its input. PyTorch keeps such
+ * ReLU6 modules separate; the fold changes no module, only the run. */
+static void plan_clamp_folds(const cq_module *m, int *fold, int *skip, int32_t *range,
+                             int *consumers, int *producer) {
   const graph_impl *p = m->impl;
   for (int v = 0; v < p->nvalues; v++) {
     consumers[v] = 0;
@@ -88,7 +88,8 @@ static void plan_relu_folds(const cq_module *m, int *relu, int *skip, int *consu
   for (int i = 0; i < p->noutputs; i++) consumers[p->outputs[i]]++;
   for (int k = 0; k < p->nnodes; k++) {
     const graph_node *node = &p->nodes[k];
-    relu[k] = skip[k] = 0;
+    fold[k] = -1;
+    skip[k] = 0;
     for (int i = 0; i < node->nin; i++) consumers[node->inputs[i]]++;
     for (int i = 0; i < node->nout; i++) producer[node->outputs[i]] = k;
   }
@@ -96,18 +97,22 @@ static void plan_relu_folds(const cq_module *m, int *relu, int *skip, int *consu
     const graph_node *node = &p->nodes[k];
     if (node->nin != 1 || node->nout != 1) continue;
     const int v = node->inputs[0], j = producer[v];
-    if (j < 0 || consumers[v] != 1 || p->nodes[j].nout != 1 || relu[j]) continue;
+    if (j < 0 || consumers[v] != 1 || p->nodes[j].nout != 1 || fold[j] >= 0) continue;
     const int ck = node_child(m, node), cj = node_child(m, &p->nodes[j]);
     if (ck < 0 || cj < 0) continue;
     const cq_module *mk = m->children[ck], *mj = m->children[cj];
     float scale;
-    int32_t zp;
-    if (!mk->type->relu_only || !mj->type->fuses_relu || mk->post || mj->post ||
-        !mj->type->fuses_relu(mj, &scale, &zp) || !mk->type->relu_only(mk, scale, zp)) {
+    int32_t zp, lo, hi;
+    int upper = 0;
+    if (!mk->type->clamp_of || !mj->type->fuses_clamp || mk->post || mj->post ||
+        !mj->type->fuses_clamp(mj, &scale, &zp, &upper) ||
+        !mk->type->clamp_of(mk, scale, zp, &lo, &hi) || lo > hi || (hi < 255 && !upper)) {
       continue;
     }
-    relu[j] = 1;
+    fold[j] = k;
     skip[k] = 1;
+    range[2 * j] = lo;
+    range[2 * j + 1] = hi;
   }
 }
 
@@ -414,21 +419,26 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
     return cq_module_fail(m, CQ_ESTATE, "no graph outputs declared (cq_graph_set_outputs)");
   }
   cq_tensor **values = cq_calloc_for((size_t)p->nvalues, sizeof *values, "graph values");
-  /* want[nvalues], consumers[nvalues], producer[nvalues], relu[nnodes], skip[nnodes] */
-  int *want = cq_malloc_for((size_t)(3 * p->nvalues + 2 * p->nnodes + 1) * sizeof *want,
+  /* want[nvalues], consumers[nvalues], producer[nvalues], fold[nnodes], skip[nnodes],
+   * range[2 nnodes] */
+  int *want = cq_malloc_for((size_t)(3 * p->nvalues + 4 * p->nnodes + 1) * sizeof *want,
                             "graph plan");
   if (!values || !want) {
     cq_free(values);
     cq_free(want);
     return CQ_ENOMEM;
   }
-  int *relu = want + 3 * p->nvalues, *skip = relu + p->nnodes;
+  int *fold = want + 3 * p->nvalues, *skip = fold + p->nnodes;
+  int32_t *range = skip + p->nnodes;
   plan_layouts(m, cq_ctx_channels_last_wanted(ctx), want);
   /* a visitor sees every node's own output: no folds then */
   if (hooks && hooks->visit) {
-    for (int k = 0; k < p->nnodes; k++) relu[k] = skip[k] = 0;
+    for (int k = 0; k < p->nnodes; k++) {
+      fold[k] = -1;
+      skip[k] = 0;
+    }
   } else {
-    plan_relu_folds(m, relu, skip, want + p->nvalues, want + 2 * p->nvalues);
+    plan_clamp_folds(m, fold, skip, range, want + p->nvalues, want + 2 * p->nvalues);
   }
   for (int i = 0; i < nin; i++) values[i] = in[i];
   cq_status st = CQ_OK;
@@ -449,11 +459,12 @@ static cq_status run_nodes(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const 
     int wanted = 1;
     for (int i = 0; i < node->nout; i++) wanted &= want[node->outputs[i]];
     cq_ctx_hint_channels_last(ctx, wanted);
-    cq_ctx_hint_relu(ctx, relu[k]);
+    cq_ctx_hint_clamp(ctx, fold[k] >= 0, fold[k] >= 0 ? range[2 * k] : 0,
+                      fold[k] >= 0 ? range[2 * k + 1] : 0);
     const double t0 = hooks && hooks->seconds ? now_seconds() : 0.0;
     st = cq_module_forward(m->children[c], ctx, node->nin, args, node->nout, res);
     if (hooks && hooks->seconds) hooks->seconds[k] += now_seconds() - t0;
-    cq_ctx_hint_relu(ctx, 0);
+    cq_ctx_hint_clamp(ctx, 0, 0, 0);
     if (st != CQ_OK) {
       st = cq_fail_context(st, "%s node '%s'", p->class_name, node->name);
       break;

@@ -44,12 +44,13 @@ typedef struct cq_module_type {
    * ever misreads one). `after` is the same answer for what consumes m's output, for modules that
    * pass their input on (Identity: `after`; containers: their first consumer's answer). NULL: 0. */
   int (*reads_channels_last)(const cq_module *m, int after);
-  /* Fused ReLU at run time (a Graph folds "quantized conv -> clamp that only cuts at zero" into
-   * the conv, cq_ctx_fused_relu). fuses_relu: 1 when m's output is quint8 with fixed qparams,
-   * given here, and m can apply max(q, zero point) itself when asked. relu_only: 1 when m applied
-   * to a quint8 input of these qparams gives exactly max(q, zero point). NULL: 0. */
-  int (*fuses_relu)(const cq_module *m, float *y_scale, int32_t *y_zp);
-  int (*relu_only)(const cq_module *m, float x_scale, int32_t x_zp);
+  /* Clamps folded at run time (a Graph runs "quantized conv -> ReLU / ReLU6 / Hardtanh" as the
+   * conv with the clamp in its output stage, cq_ctx_fused_clamp). fuses_clamp: 1 when m's output
+   * is quint8 with fixed qparams, given here, and m can clamp its output bytes to a range itself
+   * when asked (*upper: also below 255). clamp_of: 1 when m applied to a quint8 input of these
+   * qparams is exactly a clamp of the bytes to [*lo, *hi]. NULL: 0. */
+  int (*fuses_clamp)(const cq_module *m, float *y_scale, int32_t *y_zp, int *upper);
+  int (*clamp_of)(const cq_module *m, float x_scale, int32_t x_zp, int32_t *lo, int32_t *hi);
 } cq_module_type;
 
 struct cq_module {
@@ -117,10 +118,11 @@ int cq_ctx_channels_last_wanted(const cq_ctx *ctx);
 /* cq_graph_forward_profile: while set, the forward of `graph` adds its nodes' wall times to
  * seconds (graph NULL: none). cq_ctx_profile_of: that array when m is the graph, else NULL. */
 void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds);
-/* A Graph, before calling a child whose type fuses_relu: apply max(q, zero point) to the output
- * (the clamp node after it is skipped). Inside forward, cq_ctx_fused_relu says whether to. */
-void cq_ctx_hint_relu(cq_ctx *ctx, int relu);
-int cq_ctx_fused_relu(const cq_ctx *ctx);
+/* A Graph, before calling a child whose type fuses_clamp: clamp the output bytes to [lo, hi] (the
+ * clamp node after it is skipped; on 0: none). Inside forward, cq_ctx_fused_clamp gives the range
+ * (returns 0 when there is none). */
+void cq_ctx_hint_clamp(cq_ctx *ctx, int on, int32_t lo, int32_t hi);
+int cq_ctx_fused_clamp(const cq_ctx *ctx, int32_t *lo, int32_t *hi);
 double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph);
 /* The reads_channels_last of types that pass their input on unchanged (Identity): `after`. */
 int cq_reads_channels_last_passes(const cq_module *m, int after);

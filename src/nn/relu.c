@@ -38,10 +38,12 @@ static cq_status relu_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   return CQ_OK;
 }
 
-static int relu_relu_only(const cq_module *m, float x_scale, int32_t x_zp) {
+static int relu_clamp_of(const cq_module *m, float x_scale, int32_t x_zp, int32_t *lo,
+                         int32_t *hi) {
   (void)m;
   (void)x_scale;
-  (void)x_zp;
+  *lo = x_zp;
+  *hi = 255;
   return 1;
 }
 
@@ -53,7 +55,7 @@ static const cq_module_type relu_type = {
     .backward = relu_backward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
     .reads_channels_last = cq_reads_channels_last_passes,
-    .relu_only = relu_relu_only,
+    .clamp_of = relu_clamp_of,
 };
 
 cq_status cq_relu(cq_module **out) { return cq_module_new(&relu_type, NULL, out); }

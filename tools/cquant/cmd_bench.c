@@ -142,7 +142,8 @@ static int bench_conv2d(const long long v[10], int threads, int reps, double min
   }
   const float x_scale = 0.02f;
   const float y_scale = x_scale * 0.004f * 72.0f * (float)sqrt((double)kdim);
-  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, engine_rule(engine)};
+  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, engine_rule(engine),
+                            0, 0, 0};
   st = cq_qconv_pack(&g, wt, w_scale, NULL, 1, bias, &packed);
   if (st == CQ_OK) st = cq_qconv_create(packed, &q, &op);
   if (st != CQ_OK) {
@@ -229,7 +230,8 @@ static int bench_linear(const long long v[3], int threads, int reps, double min_
   for (int64_t o = 0; o < n; o++) bias[o] = 0.01f * (float)(o % 11) - 0.05f;
   const float x_scale = 0.02f;
   const float y_scale = x_scale * w_scale * 72.0f * (float)sqrt((double)k);
-  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, engine_rule(engine)};
+  const cq_qgemm_quant q = {x_scale, 0, y_scale, relu ? 0 : 128, relu, engine_rule(engine),
+                            0, 0, 0};
   st = cq_qgemm_pack(wt, n, k, &w_scale, NULL, 0, bias, &packed);
   if (st == CQ_OK) st = cq_qgemm_create(packed, &q, &op);
   if (st != CQ_OK) {

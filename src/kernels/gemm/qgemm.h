@@ -85,6 +85,11 @@ typedef struct cq_qgemm_quant {
   int32_t y_zp;   /* [0, 255] */
   int relu;       /* fused ReLU: clamp at y_zp (linear_relu) */
   cq_requant_rule rule;
+  /* convolutions only (cq_qconv_create*): clamp the bytes to [clamp_lo, clamp_hi] as well (0 <=
+   * lo <= hi <= 255; a folded ReLU6 / Hardtanh). An upper bound below 255 needs a float output
+   * stage (the ONEDNN / FBGEMM rules): with QNNPACK's it is refused (CQ_EINVAL). */
+  int clamp;
+  int32_t clamp_lo, clamp_hi;
 } cq_qgemm_quant;
 
 typedef struct cq_qgemm_op cq_qgemm_op;

@@ -53,7 +53,7 @@ typedef struct qconv_impl {
   int32_t *w_zp;   /* O entries (a per-tensor zero point repeated) */
   float *bias;     /* O entries or NULL */
   cq_qconv_packed *packed;
-  /* bound operators, by (isa, input scale bits, input zero point, fused ReLU) */
+  /* bound operators, by (isa, input scale bits, input zero point, folded clamp) */
   pthread_mutex_t lock;
   int lock_ready;
   int n_ops;
@@ -61,7 +61,8 @@ typedef struct qconv_impl {
     cq_isa isa;
     uint32_t x_scale_bits;
     int32_t x_zp;
-    int relu;
+    int clamp;
+    int32_t clamp_lo, clamp_hi;
     cq_qconv_op *op;
   } ops[QCONV_CACHED_OPS];
 } qconv_impl;
@@ -127,8 +128,8 @@ static cq_status qconv_plan(const cq_module *m, const cq_tensor *x, conv_shape *
 
 /* The operator for this input quantization and ISA: from the cache, or created (and cached while
  * there is room; otherwise *temporary is set and the caller destroys it). */
-static cq_status bound_op(qconv_impl *p, cq_isa isa, float x_scale, int32_t x_zp, int relu,
-                          cq_qconv_op **op, int *temporary) {
+static cq_status bound_op(qconv_impl *p, cq_isa isa, float x_scale, int32_t x_zp, int clamp,
+                          int32_t clamp_lo, int32_t clamp_hi, cq_qconv_op **op, int *temporary) {
   uint32_t bits;
   memcpy(&bits, &x_scale, sizeof bits);
   *op = NULL;
@@ -136,21 +137,25 @@ static cq_status bound_op(qconv_impl *p, cq_isa isa, float x_scale, int32_t x_zp
   pthread_mutex_lock(&p->lock);
   for (int i = 0; i < p->n_ops; i++) {
     if (p->ops[i].isa == isa && p->ops[i].x_scale_bits == bits && p->ops[i].x_zp == x_zp &&
-        p->ops[i].relu == relu) {
+        p->ops[i].clamp == clamp &&
+        (!clamp || (p->ops[i].clamp_lo == clamp_lo && p->ops[i].clamp_hi == clamp_hi))) {
       *op = p->ops[i].op;
       pthread_mutex_unlock(&p->lock);
       return CQ_OK;
     }
   }
   cq_qgemm_quant q = {.x_scale = x_scale, .x_zp = x_zp, .y_scale = p->y_scale, .y_zp = p->y_zp,
-                      .relu = relu, .rule = p->rule};
+                      .relu = p->relu, .rule = p->rule, .clamp = clamp, .clamp_lo = clamp_lo,
+                      .clamp_hi = clamp_hi};
   cq_status st = cq_qconv_create_isa(p->packed, &q, cq_qconv_preferred_isa(p->packed, isa), op);
   if (st == CQ_OK) {
     if (p->n_ops < QCONV_CACHED_OPS) {
       p->ops[p->n_ops].isa = isa;
       p->ops[p->n_ops].x_scale_bits = bits;
       p->ops[p->n_ops].x_zp = x_zp;
-      p->ops[p->n_ops].relu = relu;
+      p->ops[p->n_ops].clamp = clamp;
+      p->ops[p->n_ops].clamp_lo = clamp_lo;
+      p->ops[p->n_ops].clamp_hi = clamp_hi;
       p->ops[p->n_ops].op = *op;
       p->n_ops++;
     } else {
@@ -188,9 +193,11 @@ static cq_status qconv_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
   if (st != CQ_OK) return cq_fail_context(st, "%s", m->type->name);
   cq_qconv_op *op = NULL;
   int temporary = 0;
-  /* a Graph may fold the ReLU-like clamp after this conv into it (cq_ctx_fused_relu) */
-  const int relu = p->relu || cq_ctx_fused_relu(ctx);
-  st = bound_op(p, isa, x->qparams->scale[0], x->qparams->zero_point[0], relu, &op, &temporary);
+  /* a Graph may fold the clamp after this conv into it (cq_ctx_fused_clamp) */
+  int32_t lo, hi;
+  const int clamp = cq_ctx_fused_clamp(ctx, &lo, &hi);
+  st = bound_op(p, isa, x->qparams->scale[0], x->qparams->zero_point[0], clamp, lo, hi, &op,
+                &temporary);
   void *ws = NULL;
   if (st == CQ_OK) {
     cq_threadpool *tp = cq_default_threadpool();
@@ -253,13 +260,15 @@ static void qconv_extra_repr(const cq_module *m, cq_strbuf *sb) {
   if (!p->has_bias && p->engine != CQ_BACKEND_QNNPACK) cq_strbuf_append(sb, ", bias=False");
 }
 
-/* Without a fused ReLU of its own, the conv can apply max(q, zero point) when a Graph folds the
- * clamp after it (the kernels' y_min): the output is quint8 with the module's qparams. */
-static int qconv_fuses_relu(const cq_module *m, float *y_scale, int32_t *y_zp) {
+/* Without a fused ReLU of its own, the conv can clamp its output bytes to a range when a Graph
+ * folds the clamp after it (the kernels' y_min / y_max; below 255 only with a float output
+ * stage, not QNNPACK's): the output is quint8 with the module's qparams. */
+static int qconv_fuses_clamp(const cq_module *m, float *y_scale, int32_t *y_zp, int *upper) {
   const qconv_impl *p = m->impl;
   if (p->relu) return 0;
   *y_scale = p->y_scale;
   *y_zp = p->y_zp;
+  *upper = p->rule != CQ_RULE_QNNPACK;
   return 1;
 }
 
@@ -279,7 +288,7 @@ static int qconv_reads_channels_last(const cq_module *m, int after) {
       .destroy_impl = qconv_destroy,                                              \
       .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,                   \
       .reads_channels_last = qconv_reads_channels_last,                           \
-      .fuses_relu = qconv_fuses_relu,                                             \
+      .fuses_clamp = qconv_fuses_clamp,                                           \
   }
 
 QCONV_TYPE(qconv1d_type, "QuantizedConv1d");

@@ -122,9 +122,11 @@ static cq_status qrelu6_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *c
   return cq_qop_clamp(m, ctx, in[0], 0.0f, 6.0f, &out[0]);
 }
 
-static int qrelu6_relu_only(const cq_module *m, float x_scale, int32_t x_zp) {
+static int qrelu6_clamp_of(const cq_module *m, float x_scale, int32_t x_zp, int32_t *lo,
+                           int32_t *hi) {
   (void)m;
-  return cq_qop_clamp_is_relu(0.0f, 6.0f, x_scale, x_zp);
+  cq_qop_clamp_bounds(0.0f, 6.0f, x_scale, x_zp, lo, hi);
+  return 1;
 }
 
 static const cq_module_type qrelu6_type = {
@@ -132,7 +134,7 @@ static const cq_module_type qrelu6_type = {
     .forward = qrelu6_forward,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
     .reads_channels_last = cq_reads_channels_last_passes, /* the clamp keeps the layout */
-    .relu_only = qrelu6_relu_only,
+    .clamp_of = qrelu6_clamp_of,
 };
 
 cq_status cq_qmodule_relu6(cq_module **out) {

@@ -60,9 +60,8 @@ cq_status cq_qop_relu(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_te
 /* hardtanh / relu6 / clamp: clamp(q, quantize(lo), quantize(hi)), same qparams. */
 cq_status cq_qop_clamp(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, float lo, float hi,
                        cq_tensor **y);
-/* 1 when cq_qop_clamp(lo, hi) on a quint8 input of (scale, zp) is exactly max(q, zp): lo
- * quantizes to zp and hi to 255 (a ReLU6 whose 6 lies past the input's range). */
-int cq_qop_clamp_is_relu(float lo, float hi, float scale, int32_t zp);
+/* The byte range cq_qop_clamp(lo, hi) clamps a quint8 input of (scale, zp) to. */
+void cq_qop_clamp_bounds(float lo, float hi, float scale, int32_t zp, int32_t *qlo, int32_t *qhi);
 /* sigmoid: output (1/256, 0) for quint8, (1/256, -128) for qint8. */
 cq_status cq_qop_sigmoid(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_backend engine,
                          cq_qlayout layout, cq_tensor **y);

@@ -133,9 +133,10 @@ cq_status cq_qop_clamp(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, floa
                     quantize_one(hi, inv, act_zp(x), d), y);
 }
 
-int cq_qop_clamp_is_relu(float lo, float hi, float scale, int32_t zp) {
+void cq_qop_clamp_bounds(float lo, float hi, float scale, int32_t zp, int32_t *qlo, int32_t *qhi) {
   const float inv = 1.0f / scale;
-  return quantize_one(lo, inv, zp, CQ_QUINT8) == zp && quantize_one(hi, inv, zp, CQ_QUINT8) == 255;
+  *qlo = quantize_one(lo, inv, zp, CQ_QUINT8);
+  *qhi = quantize_one(hi, inv, zp, CQ_QUINT8);
 }
 
 /* --- sigmoid, tanh ------------------------------------------------------------------------------ */
