@@ -86,8 +86,7 @@ static void hardtanh_extra_repr(const cq_module *m, cq_strbuf *sb) {
   cq_strbuf_append_pyfloat_f32(sb, p->max_val);
 }
 
-/* Quantized, the clamp keeps a channels-last input channels-last (cq_qop_clamp), so a conv ->
- * ReLU6 -> conv chain stays channels-last; float activations are never channels-last. */
+/* Quantized: the byte range of the clamp (a Graph folds it into the conv before it). */
 static int hardtanh_clamp_of(const cq_module *m, float x_scale, int32_t x_zp, int32_t *lo,
                              int32_t *hi) {
   const hardtanh_impl *p = m->impl;
@@ -95,6 +94,8 @@ static int hardtanh_clamp_of(const cq_module *m, float x_scale, int32_t x_zp, in
   return 1;
 }
 
+/* Quantized, the clamp keeps a channels-last input channels-last (cq_qop_clamp), so a conv ->
+ * ReLU6 -> conv chain stays channels-last; float activations are never channels-last. */
 static const cq_module_type hardtanh_type = {
     .name = "Hardtanh",
     .forward = hardtanh_forward,

@@ -290,6 +290,10 @@ void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds) {
   ctx->profile_seconds = seconds;
 }
 
+double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph) {
+  return graph == ctx->profile_graph ? ctx->profile_seconds : NULL;
+}
+
 void cq_ctx_hint_clamp(cq_ctx *ctx, int on, int32_t lo, int32_t hi) {
   ctx->clamp_next = on != 0;
   ctx->clamp_lo_next = lo;
@@ -300,10 +304,6 @@ int cq_ctx_fused_clamp(const cq_ctx *ctx, int32_t *lo, int32_t *hi) {
   *lo = ctx->clamp_lo;
   *hi = ctx->clamp_hi;
   return ctx->clamp;
-}
-
-double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph) {
-  return graph == ctx->profile_graph ? ctx->profile_seconds : NULL;
 }
 
 cq_status cq_module_forward1(cq_module *m, cq_ctx *ctx, cq_tensor *in, cq_tensor **out) {

@@ -118,12 +118,12 @@ int cq_ctx_channels_last_wanted(const cq_ctx *ctx);
 /* cq_graph_forward_profile: while set, the forward of `graph` adds its nodes' wall times to
  * seconds (graph NULL: none). cq_ctx_profile_of: that array when m is the graph, else NULL. */
 void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds);
+double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph);
 /* A Graph, before calling a child whose type fuses_clamp: clamp the output bytes to [lo, hi] (the
  * clamp node after it is skipped; on 0: none). Inside forward, cq_ctx_fused_clamp gives the range
  * (returns 0 when there is none). */
 void cq_ctx_hint_clamp(cq_ctx *ctx, int on, int32_t lo, int32_t hi);
 int cq_ctx_fused_clamp(const cq_ctx *ctx, int32_t *lo, int32_t *hi);
-double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph);
 /* The reads_channels_last of types that pass their input on unchanged (Identity): `after`. */
 int cq_reads_channels_last_passes(const cq_module *m, int after);
 /* Whether producers may write channels-last activations (default 1). Test hook: with 0 every

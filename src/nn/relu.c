@@ -38,6 +38,8 @@ static cq_status relu_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   return CQ_OK;
 }
 
+/* Quantized: max(q, zero point), the byte range [zp, 255] (a Graph folds it into the conv before
+ * it). */
 static int relu_clamp_of(const cq_module *m, float x_scale, int32_t x_zp, int32_t *lo,
                          int32_t *hi) {
   (void)m;

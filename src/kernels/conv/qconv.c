@@ -77,14 +77,12 @@ const char *cq_qconv_path_name(const cq_qconv_op *op) { return path_names[op->pa
 #define CQ_DWQ_MIN_NHWC_CHANNELS_ANY 64
 /* ...and from this many on they ask for channels-last inputs and write channels-last outputs
  * (below it the plane kernel on NCHW planes is faster than the lanes kernel: 32ch 112x112 0.079
- * vs 0.110 ms), and so do exactly 32 channels with stride_w 1 and 3 columns, which the lanes
- * kernel runs two positions to a vector (0.061 ms). */
+ * vs 0.110 ms), and so do the 32-channel layers it runs two positions to a vector (cq_dwq_paired:
+ * 0.061 ms). */
 #define CQ_DWQ_MIN_CHANNELS_LAST 64
 
 static int dwq_channels_last(const cq_qconv_packed *p) {
-  const cq_conv_geom *g = &p->g;
-  return g->in_channels >= CQ_DWQ_MIN_CHANNELS_LAST ||
-         (g->in_channels == 32 && g->stride[1] == 1 && g->kernel[1] == 3 && g->kernel[0] <= 4);
+  return p->g.in_channels >= CQ_DWQ_MIN_CHANNELS_LAST || cq_dwq_paired(p);
 }
 
 cq_conv_layout cq_qconv_native_output(const cq_qconv_op *op) {
@@ -279,7 +277,7 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
                           .y_min = op->rq.y_min,
                           .hi_f = (float)(op->rq.y_max - op->rq.y_zp),
                           /* the float min also makes an upper clamp below 255 (exact: rounding
-                                           * is monotone and hi - zp an integer) */
+                           * is monotone and hi - zp an integer) */
                           .need_min = op->rq.kind == CQ_OUT_U8_FLOAT &&
                                       (op->rq.y_max < 255 || float_stage_may_overflow(&op->rq)),
                           .unit_scale = op->rq.kind == CQ_OUT_U8_FLOAT &&

@@ -222,6 +222,14 @@ struct cq_qconv_packed {
   int32_t *direct_w;
 };
 
+/* Whether the channels-in-lanes depthwise kernel (dw_q) runs on pairs of positions: exactly 32
+ * channels (a position is half a vector), stride_w 1, a 3-column kernel of up to 4 rows. It then
+ * beats the plane kernel, which 32-63 channels otherwise do not on NCHW data. */
+static inline int cq_dwq_paired(const cq_qconv_packed *p) {
+  return p->g.out_channels == 32 && p->g.stride[1] == 1 && p->g.kernel[1] == 3 &&
+         p->g.kernel[0] <= 4;
+}
+
 /* K position of the first channel of tap (i, j) in a single-run layout: j * zpx + i * C for zrows
  * (the window is then contiguous in the kernel-row-interleaved image, with zpx - kh * C unused
  * bytes after each column), else (i * kw + j) * C. */

@@ -121,22 +121,27 @@ cq_status cq_qop_relu(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_te
   return clamp_ints(m, ctx, x, act_zp(x), (int32_t)qmax_of(cq_qact_dtype(x)), y);
 }
 
+/* qclamp / qnnpack_clamp: both bounds quantized with the input's qparams (also what a clamp
+ * folded into a conv uses, cq_qop_clamp_bounds) */
+static void clamp_bounds(float lo, float hi, float scale, int32_t zp, cq_qdtype d, int32_t *qlo,
+                         int32_t *qhi) {
+  const float inv = 1.0f / scale;
+  *qlo = quantize_one(lo, inv, zp, d);
+  *qhi = quantize_one(hi, inv, zp, d);
+}
+
 cq_status cq_qop_clamp(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, float lo, float hi,
                        cq_tensor **y) {
   *y = NULL;
   cq_status st = cq_qact_check(m, x, 0);
   if (st != CQ_OK) return st;
-  /* qclamp / qnnpack_clamp: both bounds quantized with the input's qparams */
-  const cq_qdtype d = cq_qact_dtype(x);
-  const float inv = 1.0f / act_scale(x);
-  return clamp_ints(m, ctx, x, quantize_one(lo, inv, act_zp(x), d),
-                    quantize_one(hi, inv, act_zp(x), d), y);
+  int32_t qlo, qhi;
+  clamp_bounds(lo, hi, act_scale(x), act_zp(x), cq_qact_dtype(x), &qlo, &qhi);
+  return clamp_ints(m, ctx, x, qlo, qhi, y);
 }
 
 void cq_qop_clamp_bounds(float lo, float hi, float scale, int32_t zp, int32_t *qlo, int32_t *qhi) {
-  const float inv = 1.0f / scale;
-  *qlo = quantize_one(lo, inv, zp, CQ_QUINT8);
-  *qhi = quantize_one(hi, inv, zp, CQ_QUINT8);
+  clamp_bounds(lo, hi, scale, zp, CQ_QUINT8, qlo, qhi);
 }
 
 /* --- sigmoid, tanh ------------------------------------------------------------------------------ */

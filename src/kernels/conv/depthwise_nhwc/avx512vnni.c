@@ -161,7 +161,7 @@ static inline __attribute__((always_inline)) __m512i dwq_half(const dwq_ctx *x, 
 
 /* What the output stage does besides requantizing (the kernels' STORE parameter): DWQ_LO, clamp
  * from below at y_min (a fused ReLU whose lower bound is above 0); DWQ_PAIRED, the positions are
- * paired (dwq_paired: output v is positions 2v, 2v + 1; the last may be half). */
+ * paired (cq_dwq_paired: output v is positions 2v, 2v + 1; the last may be half). */
 #define DWQ_LO 1
 #define DWQ_PAIRED 2
 
@@ -420,13 +420,6 @@ static inline __attribute__((always_inline)) void dwq_row_any(const dwq_ctx *xp,
   }
 }
 
-/* Whether the kernel runs on pairs of positions: 32 channels (a position is half a vector),
- * stride_w 1, a 3-column kernel of up to 4 rows. The pair's columns are those of a stride-2 kernel
- * (output pair v reads input columns 2v .. 2v + 2, each holding two columns). */
-static int dwq_paired(const cq_qconv_packed *p) {
-  return p->g.out_channels == 32 && p->g.stride[1] == 1 && p->g.kernel[1] == 3 && p->dw_nd == 1;
-}
-
 static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc *d, int64_t r0,
                                                           int64_t r1, const int SW, const int KIND,
                                                           const int STORE) {
@@ -437,7 +430,8 @@ static inline __attribute__((always_inline)) void dwq_run(const cq_conv_dw_nhwc 
   const int64_t pw = d->img ? 0 : p->g.padding[1], ph = p->g.padding[0];
   const int ring = kw == 3 && nd == 1; /* the three columns rotate through registers */
   const int pairs = ring && kh == 3 && sh == 1; /* two output rows from four-row columns */
-  /* 32 channels with stride_w 1 run as stride 2 over pairs of positions (SW is 2 here) */
+  /* 32 channels with stride_w 1 (cq_dwq_paired) run as stride 2 over pairs of positions: output
+   * pair v reads input columns 2v .. 2v + 2, each holding two columns (SW is 2 here) */
   const int paired = (STORE & DWQ_PAIRED) != 0;
   dwq_ctx x;
   x.kh = kh;
@@ -532,6 +526,6 @@ static const dwq_fn dwq_table[CQ_PHASE_KINDS][3][2] = {
 };
 
 void cq_u8_dwconv_nhwc__avx512vnni(const cq_conv_dw_nhwc *d, int64_t r0, int64_t r1) {
-  const int mode = dwq_paired(d->p) ? 2 : d->p->g.stride[1] == 2;
+  const int mode = cq_dwq_paired(d->p) ? 2 : d->p->g.stride[1] == 2;
   dwq_table[cq_conv_phase_kind(d->out)][mode][d->out->y_min > 0](d, r0, r1);
 }
