@@ -1,5 +1,6 @@
 /* Core: status messages, tensors, allocation-failure handling, and Python/PyTorch number printing. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,44 @@ static void test_alloc_failure(void) {
   cq_debug_fail_alloc_after(-1);
 }
 
+/* Packed-weight blocks: 64-byte aligned, never overlapping, each pointer keeps its bytes whatever
+ * is freed around it, sizes past one 2 MiB block included; failures are recorded. */
+static void test_weight_alloc(void) {
+  enum { N = 40 };
+  const size_t sizes[N] = {1,      63,      64,      65,      4096,    100000,  1 << 20, 3 << 20,
+                           777,    2 << 20, (2 << 20) - 64, (2 << 20) - 63, 5, 250000, 1, 9000,
+                           123457, 64,      700000,  31,      1 << 19, 4 << 20, 17,     2,
+                           3,      4,       100,     1000,    10000,   100000,  500000, 1500000,
+                           640,    6400,    64000,   640000,  65,      129,     257,    513};
+  unsigned char *p[N];
+  for (int i = 0; i < N; i++) {
+    p[i] = cq_malloc_weights(sizes[i], "test weights");
+    CHECK(p[i] != NULL && ((uintptr_t)p[i] & 63) == 0);
+    if (p[i]) memset(p[i], i + 1, sizes[i]);
+  }
+  /* free every third, allocate again, then check every live block still holds its byte */
+  for (int i = 0; i < N; i += 3) cq_free_weights(p[i]);
+  for (int i = 0; i < N; i += 3) {
+    p[i] = cq_malloc_weights(sizes[i], "test weights");
+    CHECK(p[i] != NULL);
+    if (p[i]) memset(p[i], i + 1, sizes[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    int intact = 1;
+    for (size_t j = 0; j < sizes[i] && p[i]; j += 61) intact &= p[i][j] == (unsigned char)(i + 1);
+    CHECK_MSG(intact && (!p[i] || p[i][sizes[i] - 1] == (unsigned char)(i + 1)),
+              "weight block %d was overwritten", i);
+  }
+  for (int i = N - 1; i >= 0; i -= 2) cq_free_weights(p[i]);
+  for (int i = 0; i < N; i += 2) cq_free_weights(p[i]);
+  cq_free_weights(NULL);
+  cq_debug_fail_alloc_after(0);
+  CHECK(cq_malloc_weights(100, "test weights") == NULL);
+  cq_debug_fail_alloc_after(-1);
+  CHECK(strstr(cq_last_error(), "test weights") != NULL);
+  CHECK(cq_malloc_weights(SIZE_MAX - 10, "huge weights") == NULL);
+}
+
 static void check_pyfloat(double v, const char *want) {
   char buf[CQ_PYFLOAT_BUFSIZE];
   CHECK_STR_EQ(cq_format_pyfloat(v, buf), want);
@@ -167,6 +206,7 @@ int main(void) {
   test_status();
   test_tensor();
   test_alloc_failure();
+  test_weight_alloc();
   test_pyfloat();
   test_torch_tensor_format();
   return check_summary("test_core");

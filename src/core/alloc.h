@@ -18,4 +18,9 @@ void cq_free(void *ptr);
 void *cq_malloc_for(size_t size, const char *what);
 void *cq_calloc_for(size_t count, size_t size, const char *what);
 
+/* Packed weights: blocks the kernels stream over and over (see alloc.c). Same contract as
+ * cq_malloc_for (64-byte aligned, failures recorded); free them with cq_free_weights only. */
+void *cq_malloc_weights(size_t size, const char *what);
+void cq_free_weights(void *ptr);
+
 #endif

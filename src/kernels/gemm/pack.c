@@ -42,7 +42,7 @@ cq_status cq_qgemm_pack(const int8_t *w, int64_t n, int64_t k, const float *w_sc
   const size_t bias_bytes = bias ? align64((size_t)n * sizeof(float)) : 0;
   const size_t total = 64 + sizeof(cq_qgemm_packed) + 64 + w_bytes + 2 * sums_bytes + scale_bytes +
                        bias_bytes;
-  void *mem = cq_malloc_for(total, "packed GEMM weights");
+  void *mem = cq_malloc_weights(total, "packed GEMM weights");
   if (!mem) return CQ_ENOMEM;
   char *base = (char *)align64((size_t)(uintptr_t)mem);
   cq_qgemm_packed *p = (cq_qgemm_packed *)base;
@@ -92,5 +92,5 @@ cq_status cq_qgemm_pack(const int8_t *w, int64_t n, int64_t k, const float *w_sc
 }
 
 void cq_qgemm_packed_destroy(cq_qgemm_packed *p) {
-  if (p) cq_free(p->mem);
+  if (p) cq_free_weights(p->mem);
 }
