@@ -3,7 +3,7 @@
  * and XNNPACK's quantized fully connected operator.
  *
  *   bench_qgemm [--shape M,K,N]... [--threads T]... [--reps R] [--min-ms MS] [--rule NAME]
- *               [--dynamic]
+ *               [--dynamic] [--onednn-huge-pages]
  *
  * Run it as build/bench_qgemm (or `cmake --build BUILD --target bench`, which runs the defaults
  * through bench/run_qgemm.sh). Defaults: shapes 1,1024,1024 16,1024,1024 256,1024,1024
@@ -15,7 +15,10 @@
  * stdout with every library's figures, GOP/s (2*M*K*N per call) and the ratios anchor time /
  * cquant time: "ratio" for oneDNN, "ratio_xnnpack" for XNNPACK (> 1: cquant is faster; < 1: the
  * anchor is). --dynamic times cquant's dynamic linear (float in/out) instead; the anchors stay
- * the static u8 operators.
+ * the static u8 operators. cquant's packed weights sit in 2 MiB blocks advised for transparent
+ * huge pages (cq_malloc_weights); oneDNN's are its own allocation unless --onednn-huge-pages puts
+ * them in such a block too (the header's "onednn_weights" says which): the comparison with the
+ * memory treatment the same.
  *
  * XNNPACK's operator is xnn_create_fully_connected_nc_qu8: uint8 activations with their zero
  * point, as cquant's, so it runs on the very same input buffer; its weights are uint8 with one
@@ -44,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -165,6 +169,21 @@ typedef struct dnnl_bench {
     }                                                                               \
   } while (0)
 
+static int onednn_huge_pages; /* --onednn-huge-pages */
+
+/* A 2 MiB-aligned block of whole huge pages advised for THP, as cq_malloc_weights gives cquant's
+ * packed weights (kept until exit). */
+static void *huge_page_block(size_t bytes) {
+  const size_t huge = (size_t)2 << 20;
+  void *p = NULL;
+  bytes = (bytes + huge - 1) / huge * huge;
+  if (posix_memalign(&p, huge, bytes) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 static int dnnl_setup(dnnl_bench *d, const uint8_t *x, const int8_t *w_nk, uint8_t *y, int64_t m,
                       int64_t k, int64_t n, float out_scale, int32_t x_zp, int32_t y_zp) {
   memset(d, 0, sizeof *d);
@@ -191,7 +210,12 @@ static int dnnl_setup(dnnl_bench *d, const uint8_t *x, const int8_t *w_nk, uint8
   dnnl_memory_t w_user;
   DNNL_TRY(dnnl_memory_create(&d->x, &xmd, d->engine, (void *)x));
   DNNL_TRY(dnnl_memory_create(&w_user, &wmd_user, d->engine, (void *)w_nk));
-  DNNL_TRY(dnnl_memory_create(&d->w, wmd, d->engine, DNNL_MEMORY_ALLOCATE));
+  void *w_buf = DNNL_MEMORY_ALLOCATE;
+  if (onednn_huge_pages && !(w_buf = huge_page_block(dnnl_memory_desc_get_size(wmd)))) {
+    fprintf(stderr, "bench_qgemm: out of memory for oneDNN's weights\n");
+    return 1;
+  }
+  DNNL_TRY(dnnl_memory_create(&d->w, wmd, d->engine, w_buf));
   DNNL_TRY(dnnl_memory_create(&d->y, &ymd, d->engine, y));
   /* prepack the weights once (reorder into the layout the primitive chose) */
   dnnl_primitive_desc_t rpd;
@@ -267,7 +291,8 @@ static void set_omp_threads(int t) {
 
 static void usage(void) {
   fprintf(stderr, "usage: bench_qgemm [--shape M,K,N]... [--threads T]... [--reps R] "
-                  "[--min-ms MS] [--rule qnnpack|onednn|fbgemm] [--dynamic]\n");
+                  "[--min-ms MS] [--rule qnnpack|onednn|fbgemm] [--dynamic]\n"
+                  "                   [--onednn-huge-pages]\n");
 }
 
 int main(int argc, char **argv) {
@@ -305,6 +330,10 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(argv[i], "--dynamic")) {
       dynamic = 1;
+    } else if (!strcmp(argv[i], "--onednn-huge-pages")) {
+#ifdef CQ_HAVE_DNNL
+      onednn_huge_pages = 1;
+#endif
     } else {
       usage();
       return 2;
@@ -332,6 +361,8 @@ int main(int argc, char **argv) {
          cq_isa_name(isa), cq_requant_rule_name(rule), reps, min_ms);
 #ifdef CQ_HAVE_DNNL
   printf("  \"onednn\": true,\n");
+  printf("  \"onednn_weights\": \"%s\",\n",
+         onednn_huge_pages ? "2 MiB block advised for huge pages, as cquant's" : "its own allocation");
 #else
   printf("  \"onednn\": false,\n");
 #endif
