@@ -47,7 +47,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -55,6 +54,7 @@
 #endif
 
 #include "bench_common.h"
+#include "core/alloc.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "kernels/gemm/qgemm.h"
@@ -156,6 +156,7 @@ typedef struct dnnl_bench {
   dnnl_stream_t stream;
   dnnl_primitive_t prim;
   dnnl_memory_t x, w, y;
+  void *w_buf; /* the weights' memory with --onednn-huge-pages (cq_malloc_weights), else NULL */
   const char *impl;
   int failed;
 } dnnl_bench;
@@ -170,19 +171,6 @@ typedef struct dnnl_bench {
   } while (0)
 
 static int onednn_huge_pages; /* --onednn-huge-pages */
-
-/* A 2 MiB-aligned block of whole huge pages advised for THP, as cq_malloc_weights gives cquant's
- * packed weights (kept until exit). */
-static void *huge_page_block(size_t bytes) {
-  const size_t huge = (size_t)2 << 20;
-  void *p = NULL;
-  bytes = (bytes + huge - 1) / huge * huge;
-  if (posix_memalign(&p, huge, bytes) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-  (void)madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-  return p;
-}
 
 static int dnnl_setup(dnnl_bench *d, const uint8_t *x, const int8_t *w_nk, uint8_t *y, int64_t m,
                       int64_t k, int64_t n, float out_scale, int32_t x_zp, int32_t y_zp) {
@@ -210,12 +198,15 @@ static int dnnl_setup(dnnl_bench *d, const uint8_t *x, const int8_t *w_nk, uint8
   dnnl_memory_t w_user;
   DNNL_TRY(dnnl_memory_create(&d->x, &xmd, d->engine, (void *)x));
   DNNL_TRY(dnnl_memory_create(&w_user, &wmd_user, d->engine, (void *)w_nk));
-  void *w_buf = DNNL_MEMORY_ALLOCATE;
-  if (onednn_huge_pages && !(w_buf = huge_page_block(dnnl_memory_desc_get_size(wmd)))) {
-    fprintf(stderr, "bench_qgemm: out of memory for oneDNN's weights\n");
-    return 1;
+  if (onednn_huge_pages) {
+    /* the blocks cquant's packed weights get */
+    d->w_buf = cq_malloc_weights(dnnl_memory_desc_get_size(wmd), "oneDNN's weights");
+    if (!d->w_buf) {
+      fprintf(stderr, "bench_qgemm: %s\n", cq_last_error());
+      return 1;
+    }
   }
-  DNNL_TRY(dnnl_memory_create(&d->w, wmd, d->engine, w_buf));
+  DNNL_TRY(dnnl_memory_create(&d->w, wmd, d->engine, d->w_buf ? d->w_buf : DNNL_MEMORY_ALLOCATE));
   DNNL_TRY(dnnl_memory_create(&d->y, &ymd, d->engine, y));
   /* prepack the weights once (reorder into the layout the primitive chose) */
   dnnl_primitive_desc_t rpd;
@@ -245,6 +236,7 @@ static void dnnl_teardown(dnnl_bench *d) {
   dnnl_primitive_destroy(d->prim);
   dnnl_memory_destroy(d->x);
   dnnl_memory_destroy(d->w);
+  cq_free_weights(d->w_buf);
   dnnl_memory_destroy(d->y);
   dnnl_stream_destroy(d->stream);
   dnnl_engine_destroy(d->engine);
