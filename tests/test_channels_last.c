@@ -313,6 +313,27 @@ static void test_conversion(void) {
   }
 }
 
+/* Eager-mode static quantization of Sequential(c): the engine's default qconfig, prepare, three
+ * calibration runs on x, convert with that quantized engine. */
+static cq_module *eager_static(int n, cq_module **c, cq_backend engine, cq_ctx *ctx,
+                               cq_tensor *x) {
+  cq_module *seq = tb_seq(n, c);
+  cq_module_train(seq, 0);
+  cq_qconfig qc;
+  OK(cq_get_default_qconfig(engine, 0, &qc));
+  OK(cq_module_set_qconfig(seq, &qc));
+  OK(cq_prepare(seq));
+  for (int i = 0; i < 3; i++) {
+    cq_tensor *y = NULL;
+    OK(cq_module_forward1(seq, ctx, x, &y));
+  }
+  const cq_backend outer = cq_quantized_engine();
+  cq_set_quantized_engine(engine);
+  OK(cq_convert(seq));
+  cq_set_quantized_engine(outer);
+  return seq;
+}
+
 /* A Sequential of more children than its layout plan keeps on the stack: conv, 68 Identity,
  * conv; eager-mode static quantization; channels-last through the Identities. */
 static void test_long_sequential(void) {
@@ -324,17 +345,10 @@ static void test_long_sequential(void) {
   for (int i = 2; i < N - 2; i++) c[i] = tb_simple(cq_identity);
   c[N - 2] = conv(8, 4, 3, 1, 1, 1);
   c[N - 1] = tb_simple(cq_dequant_stub);
-  cq_module *seq = tb_seq(N, c);
-  cq_module_train(seq, 0);
-  cq_qconfig qc;
-  OK(cq_get_default_qconfig(CQ_BACKEND_X86, 0, &qc));
-  OK(cq_module_set_qconfig(seq, &qc));
-  OK(cq_prepare(seq));
   cq_ctx *ctx = NULL;
   OK(cq_ctx_create(&ctx));
-  cq_tensor *x = ramp(2, 3, 9, 9, 0.17f), *y = NULL, *whole = NULL, *plain = NULL;
-  OK(cq_module_forward1(seq, ctx, x, &y));
-  OK(cq_convert(seq));
+  cq_tensor *x = ramp(2, 3, 9, 9, 0.17f), *whole = NULL, *plain = NULL;
+  cq_module *seq = eager_static(N, c, CQ_BACKEND_X86, ctx, x);
   OK(cq_module_forward1(seq, ctx, x, &whole));
   cq_debug_channels_last(0);
   OK(cq_module_forward1(seq, ctx, x, &plain));
@@ -393,6 +407,74 @@ static void test_clamp_folds(cq_backend engine) {
   cq_module_free(g);
 }
 
+/* Clamp folds in an eager-mode Sequential: the clamp children (ReLU6 / Hardtanh / ReLU, whatever
+ * types convert leaves them) are wrapped to count their forwards. After conv -> ReLU6, conv ->
+ * Hardtanh(0, 0.05) (not with QNNPACK: it cuts below 255), linear -> ReLU6 and linear -> ReLU no
+ * clamp runs; the bytes equal those of the children run one by one from the outside. */
+enum { COUNTED_TYPES = 4 };
+static cq_module_type counted_types[COUNTED_TYPES];
+static const cq_module_type *counted_origins[COUNTED_TYPES];
+static int counted_calls;
+
+static cq_status counted_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in,
+                                 int nout, cq_tensor **out) {
+  counted_calls++;
+  return counted_origins[m->type - counted_types]->forward(m, ctx, nin, in, nout, out);
+}
+
+static void count_forwards(cq_module *m) {
+  for (int t = 0; t < COUNTED_TYPES; t++) {
+    if (counted_origins[t] == m->type) {
+      m->type = &counted_types[t];
+      return;
+    }
+    if (!counted_origins[t]) {
+      counted_origins[t] = m->type;
+      counted_types[t] = *m->type;
+      counted_types[t].forward = counted_forward;
+      m->type = &counted_types[t];
+      return;
+    }
+  }
+  CHECK_MSG(0, "more clamp types than the test counts");
+}
+
+static void test_sequential_clamp_folds(cq_backend engine) {
+  cq_manual_seed(41);
+  cq_module *ht = NULL;
+  OK(cq_hardtanh(&ht, 0.0f, 0.05f));
+  cq_module *c[] = {tb_simple(cq_quant_stub), conv(3, 8, 3, 1, 1, 1), tb_simple(cq_relu6),
+                    conv(8, 8, 3, 1, 1, 1), ht, flatten(), tb_linear(8 * 9 * 9, 16),
+                    tb_simple(cq_relu6), tb_linear(16, 10), tb_simple(cq_relu),
+                    tb_simple(cq_dequant_stub)};
+  cq_ctx *ctx = NULL;
+  OK(cq_ctx_create(&ctx));
+  cq_tensor *x = ramp(2, 3, 9, 9, 0.17f);
+  cq_module *seq = eager_static((int)(sizeof c / sizeof c[0]), c, engine, ctx, x);
+  int clamps = 0;
+  for (int i = 0; i < seq->nchildren; i++) {
+    if (seq->children[i]->type->clamp_of) {
+      count_forwards(seq->children[i]);
+      clamps++;
+    }
+  }
+  CHECK_INT_EQ(clamps, 4);
+  counted_calls = 0;
+  cq_tensor *whole = NULL;
+  OK(cq_module_forward1(seq, ctx, x, &whole));
+  CHECK_MSG(counted_calls == (engine == CQ_BACKEND_QNNPACK), "%d clamps ran (%s)", counted_calls,
+            cq_backend_name(engine));
+  cq_tensor *v = x;
+  for (int i = 0; i < seq->nchildren; i++) OK(cq_module_forward1(seq->children[i], ctx, v, &v));
+  CHECK_INT_EQ(counted_calls, clamps + (engine == CQ_BACKEND_QNNPACK));
+  CHECK_MSG(whole && v && whole->dtype == CQ_F32 && same_bytes(whole, v),
+            "the folded Sequential differs from its children run one by one (%s)",
+            cq_backend_name(engine));
+  cq_tensor_free(x);
+  cq_ctx_free(ctx);
+  cq_module_free(seq);
+}
+
 int main(void) {
   test_conversion();
   const cq_backend engines[2] = {CQ_BACKEND_X86, CQ_BACKEND_QNNPACK};
@@ -404,5 +486,8 @@ int main(void) {
   test_clamp_folds(CQ_BACKEND_ONEDNN);
   test_clamp_folds(CQ_BACKEND_QNNPACK);
   test_long_sequential();
+  test_sequential_clamp_folds(CQ_BACKEND_X86);
+  test_sequential_clamp_folds(CQ_BACKEND_ONEDNN);
+  test_sequential_clamp_folds(CQ_BACKEND_QNNPACK);
   return check_summary("test_channels_last");
 }

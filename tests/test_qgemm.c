@@ -40,6 +40,8 @@ typedef struct gemm_case {
   int w_zp_mode; /* 0: none, 1: one nonzero per-tensor value, 2: random per channel */
   int has_bias;
   int relu;
+  int clamp;     /* cq_qgemm_quant's output clamp [clamp_lo, clamp_hi] (a folded ReLU6) */
+  int32_t clamp_lo, clamp_hi;
   cq_requant_rule rule;
   int extreme;   /* 1: x = 255 and w = -128 everywhere (maximal products, int32 wrap for big K) */
 } gemm_case;
@@ -86,9 +88,10 @@ static void free_data(case_data *d) {
 
 static void describe(const gemm_case *c, char *buf, size_t cap) {
   snprintf(buf, cap, "M=%lld N=%lld K=%lld ldx=%lld ldy=%lld zx=%d zy=%d pc=%d wzp=%d bias=%d "
-           "relu=%d rule=%s extreme=%d", (long long)c->m, (long long)c->n, (long long)c->k,
-           (long long)c->ldx, (long long)c->ldy, c->x_zp, c->y_zp, c->per_channel, c->w_zp_mode,
-           c->has_bias, c->relu, cq_requant_rule_name(c->rule), c->extreme);
+           "relu=%d clamp=%d [%d, %d] rule=%s extreme=%d", (long long)c->m, (long long)c->n,
+           (long long)c->k, (long long)c->ldx, (long long)c->ldy, c->x_zp, c->y_zp,
+           c->per_channel, c->w_zp_mode, c->has_bias, c->relu, c->clamp, c->clamp_lo,
+           c->clamp_hi, cq_requant_rule_name(c->rule), c->extreme);
 }
 
 static void run_static_case(const gemm_case *c) {
@@ -106,13 +109,24 @@ static void run_static_case(const gemm_case *c) {
   CHECK_OK(cq_requant_params_create(c->n, &rq));
   CHECK_OK(cq_requant_params_set_static(&rq, c->rule, x_scale, d.w_scale, c->per_channel,
                                         c->has_bias ? d.bias : NULL, y_scale, c->y_zp, c->relu));
-  cq_requant__scalar((size_t)c->m, (size_t)c->n, acc, (size_t)c->n, &rq, 0, want, (size_t)c->ldy);
+  cq_status rst = CQ_OK;
+  if (c->clamp) { /* what cq_qgemm_create makes of the clamp */
+    if (c->clamp_hi < 255 && c->rule == CQ_RULE_QNNPACK) rst = CQ_EINVAL;
+    if (rq.y_min < c->clamp_lo) rq.y_min = c->clamp_lo;
+    if (rq.y_max > c->clamp_hi) rq.y_max = c->clamp_hi;
+    if (rq.y_min > rq.y_max) rst = CQ_EINVAL;
+  }
+  if (rst == CQ_OK) {
+    cq_requant__scalar((size_t)c->m, (size_t)c->n, acc, (size_t)c->n, &rq, 0, want,
+                       (size_t)c->ldy);
+  }
   cq_requant_params_release(&rq);
 
-  cq_qgemm_quant q = {x_scale, c->x_zp, y_scale, c->y_zp, c->relu, c->rule, 0, 0, 0};
+  cq_qgemm_quant q = {x_scale, c->x_zp, y_scale, c->y_zp, c->relu, c->rule,
+                      c->clamp, c->clamp_lo, c->clamp_hi};
   for (int i = 0; i < n_isas; i++) {
     cq_qgemm_op *op = NULL;
-    CHECK_OK(cq_qgemm_create_isa(d.packed, &q, isas[i], &op));
+    CHECK_INT_EQ(cq_qgemm_create_isa(d.packed, &q, isas[i], &op), rst); /* same refusals */
     if (!op) continue;
     cq_threadpool *pools[3] = {NULL, pool2, pool3};
     for (int t = 0; t < 3; t++) {
@@ -163,6 +177,12 @@ static void random_case(gemm_case *c) {
   c->has_bias = rnd() % 4 != 0;
   c->relu = (int)(rnd() % 2);
   c->rule = (cq_requant_rule)(rnd() % CQ_RULE_COUNT);
+  if (rnd() % 3 == 0) { /* a folded ReLU6: from the zero point (or another byte) to a bound */
+    c->clamp = 1;
+    c->clamp_lo = rnd() % 2 ? c->y_zp : (int32_t)(rnd() % 200);
+    c->clamp_hi = c->clamp_lo + (int32_t)(rnd() % (256 - (uint32_t)c->clamp_lo));
+    if (rnd() % 4 == 0) c->clamp_hi = 255;
+  }
 }
 
 /* strides for a case whose shape was changed after random_case */

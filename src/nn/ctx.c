@@ -294,6 +294,16 @@ double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph) {
   return graph == ctx->profile_graph ? ctx->profile_seconds : NULL;
 }
 
+int cq_module_clamp_fold(const cq_module *producer, const cq_module *clamp, int32_t *lo,
+                         int32_t *hi) {
+  float scale;
+  int32_t zp;
+  int upper = 0;
+  return clamp->type->clamp_of && producer->type->fuses_clamp && !clamp->post && !producer->post &&
+         producer->type->fuses_clamp(producer, &scale, &zp, &upper) &&
+         clamp->type->clamp_of(clamp, scale, zp, lo, hi) && *lo <= *hi && (*hi >= 255 || upper);
+}
+
 void cq_ctx_hint_clamp(cq_ctx *ctx, int on, int32_t lo, int32_t hi) {
   ctx->clamp_next = on != 0;
   ctx->clamp_lo_next = lo;

@@ -74,10 +74,10 @@ static void plan_layouts(const cq_module *m, int after, int *want) {
 
 /* Clamp folds: a node whose module clamps the bytes of its quint8 input to a range (clamp_of:
  * ReLU, ReLU6, Hardtanh) and whose input is read by nothing else and made by a module that can
- * clamp its own output (fuses_clamp: a quantized conv) is skipped, and its producer runs with the
- * clamp in its output stage: the same bytes, one pass over the activation less. fold[j] = the
- * node folded into node j, or -1; skip[k] = 1: node k's output is its input. PyTorch keeps such
- * ReLU6 modules separate; the fold changes no module, only the run. */
+ * clamp its own output (fuses_clamp: a quantized conv or linear; cq_module_clamp_fold) is skipped,
+ * and its producer runs with the clamp in its output stage: the same bytes, one pass over the
+ * activation less. fold[j] = the node folded into node j, or -1; skip[k] = 1: node k's output is
+ * its input. PyTorch keeps such ReLU6 modules separate; the fold changes no module, only the run. */
 static void plan_clamp_folds(const cq_module *m, int *fold, int *skip, int32_t *range,
                              int *consumers, int *producer) {
   const graph_impl *p = m->impl;
@@ -100,15 +100,8 @@ static void plan_clamp_folds(const cq_module *m, int *fold, int *skip, int32_t *
     if (j < 0 || consumers[v] != 1 || p->nodes[j].nout != 1 || fold[j] >= 0) continue;
     const int ck = node_child(m, node), cj = node_child(m, &p->nodes[j]);
     if (ck < 0 || cj < 0) continue;
-    const cq_module *mk = m->children[ck], *mj = m->children[cj];
-    float scale;
-    int32_t zp, lo, hi;
-    int upper = 0;
-    if (!mk->type->clamp_of || !mj->type->fuses_clamp || mk->post || mj->post ||
-        !mj->type->fuses_clamp(mj, &scale, &zp, &upper) ||
-        !mk->type->clamp_of(mk, scale, zp, &lo, &hi) || lo > hi || (hi < 255 && !upper)) {
-      continue;
-    }
+    int32_t lo, hi;
+    if (!cq_module_clamp_fold(m->children[cj], m->children[ck], &lo, &hi)) continue;
     fold[j] = k;
     skip[k] = 1;
     range[2 * j] = lo;

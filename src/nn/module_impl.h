@@ -44,8 +44,9 @@ typedef struct cq_module_type {
    * ever misreads one). `after` is the same answer for what consumes m's output, for modules that
    * pass their input on (Identity: `after`; containers: their first consumer's answer). NULL: 0. */
   int (*reads_channels_last)(const cq_module *m, int after);
-  /* Clamps folded at run time (a Graph runs "quantized conv -> ReLU / ReLU6 / Hardtanh" as the
-   * conv with the clamp in its output stage, cq_ctx_fused_clamp). fuses_clamp: 1 when m's output
+  /* Clamps folded at run time (a Graph or Sequential runs "quantized conv / linear -> ReLU /
+   * ReLU6 / Hardtanh" as the conv / linear with the clamp in its output stage,
+   * cq_ctx_fused_clamp; cq_module_clamp_fold decides). fuses_clamp: 1 when m's output
    * is quint8 with fixed qparams, given here, and m can clamp its output bytes to a range itself
    * when asked (*upper: also below 255). clamp_of: 1 when m applied to a quint8 input of these
    * qparams is exactly a clamp of the bytes to [*lo, *hi]. NULL: 0. */
@@ -119,9 +120,15 @@ int cq_ctx_channels_last_wanted(const cq_ctx *ctx);
  * seconds (graph NULL: none). cq_ctx_profile_of: that array when m is the graph, else NULL. */
 void cq_ctx_set_profile(cq_ctx *ctx, const cq_module *graph, double *seconds);
 double *cq_ctx_profile_of(const cq_ctx *ctx, const cq_module *graph);
-/* A Graph, before calling a child whose type fuses_clamp: clamp the output bytes to [lo, hi] (the
- * clamp node after it is skipped; on 0: none). Inside forward, cq_ctx_fused_clamp gives the range
- * (returns 0 when there is none). */
+/* 1 when `clamp`, run on the output of `producer`, may be skipped and its clamp [*lo, *hi] done in
+ * producer's output stage instead: producer fuses_clamp, clamp's clamp_of holds for producer's
+ * output qparams, neither has an activation_post_process, and a cut below 255 is allowed. The
+ * container must also know that nothing else reads producer's output. */
+int cq_module_clamp_fold(const cq_module *producer, const cq_module *clamp, int32_t *lo,
+                         int32_t *hi);
+/* A container, before calling a child whose type fuses_clamp: clamp the output bytes to [lo, hi]
+ * (the clamp module after it is skipped; on 0: none). Inside forward, cq_ctx_fused_clamp gives
+ * the range (returns 0 when there is none). */
 void cq_ctx_hint_clamp(cq_ctx *ctx, int on, int32_t lo, int32_t hi);
 int cq_ctx_fused_clamp(const cq_ctx *ctx, int32_t *lo, int32_t *hi);
 /* The reads_channels_last of types that pass their input on unchanged (Identity): `after`. */

@@ -1,4 +1,5 @@
-/* nn.Sequential: children "0", "1", ... run one after the other. */
+/* nn.Sequential: children "0", "1", ... run one after the other. A clamp (ReLU, ReLU6, Hardtanh)
+ * right after a quantized conv or linear is folded into it at run time (cq_module_clamp_fold). */
 #include <stdio.h>
 
 #include "core/alloc.h"
@@ -36,12 +37,21 @@ static cq_status sequential_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tenso
   cq_status st = CQ_OK;
   for (int i = 0; i < m->nchildren && st == CQ_OK; i++) {
     cq_tensor *y = NULL;
-    cq_ctx_hint_channels_last(ctx, wants[i]);
+    /* a clamp child after one that can clamp its own output runs in that child's output stage
+     * (the same bytes; nothing else reads the output in between) */
+    int32_t lo = 0, hi = 0;
+    const int fold = i + 1 < m->nchildren &&
+                     cq_module_clamp_fold(m->children[i], m->children[i + 1], &lo, &hi);
+    /* a folded child passes on the layout its clamp's consumer reads */
+    cq_ctx_hint_channels_last(ctx, wants[fold ? i + 1 : i]);
+    cq_ctx_hint_clamp(ctx, fold, lo, hi);
     st = cq_module_forward1(m->children[i], ctx, x, &y);
+    cq_ctx_hint_clamp(ctx, 0, 0, 0);
     if (st != CQ_OK) {
       st = cq_fail_context(st, "Sequential child (%s)", m->child_names[i]);
     } else {
       x = y;
+      i += fold;
     }
   }
   if (wants != stack_wants) cq_free(wants);

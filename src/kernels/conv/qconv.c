@@ -240,14 +240,6 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
   if (q->x_zp < 0 || q->x_zp > 255) {
     return cq_fail(CQ_EINVAL, "input zero point %d is outside quint8's [0, 255]", (int)q->x_zp);
   }
-  if (q->clamp && !(0 <= q->clamp_lo && q->clamp_lo <= q->clamp_hi && q->clamp_hi <= 255)) {
-    return cq_fail(CQ_EINVAL, "output clamp [%d, %d] is not a range within [0, 255]",
-                   (int)q->clamp_lo, (int)q->clamp_hi);
-  }
-  if (q->clamp && q->clamp_hi < 255 && q->rule == CQ_RULE_QNNPACK) {
-    return cq_fail(CQ_EINVAL, "an output clamp below 255 needs a float output stage (the onednn "
-                   "or fbgemm rule), not qnnpack's");
-  }
   cq_qconv_op *op = cq_calloc_for(1, sizeof *op, "convolution operator");
   if (!op) return CQ_ENOMEM;
   op->p = p;
@@ -261,14 +253,7 @@ cq_status cq_qconv_create_isa(const cq_qconv_packed *p, const cq_qgemm_quant *q,
     st = cq_requant_params_set_static(&op->rq, q->rule, q->x_scale, p->w_scale, p->per_channel,
                                       p->bias, q->y_scale, q->y_zp, q->relu);
   }
-  if (st == CQ_OK && q->clamp) { /* the kernels clamp to [y_min, y_max] */
-    if (op->rq.y_min < q->clamp_lo) op->rq.y_min = q->clamp_lo;
-    if (op->rq.y_max > q->clamp_hi) op->rq.y_max = q->clamp_hi;
-    if (op->rq.y_min > op->rq.y_max) {
-      st = cq_fail(CQ_EINVAL, "output clamp [%d, %d] lies below the fused ReLU's %d",
-                   (int)q->clamp_lo, (int)q->clamp_hi, (int)op->rq.y_min);
-    }
-  }
+  if (st == CQ_OK) st = cq_qgemm_apply_clamp(q, &op->rq);
   if (st == CQ_OK) st = fill_channels(op);
   if (st == CQ_OK && op->path == PATH_DW_VNNI && p->dw_nhwc) st = fill_dwq(op);
   if (st != CQ_OK) goto fail;

@@ -114,6 +114,26 @@ static void run_gemm(const cq_gemm_args *g, cq_gemm_block_fn block, size_t m, cq
 
 /* ---- static op ------------------------------------------------------------------------------ */
 
+cq_status cq_qgemm_apply_clamp(const cq_qgemm_quant *q, cq_requant_params *rq) {
+  if (!q->clamp) return CQ_OK;
+  if (!(0 <= q->clamp_lo && q->clamp_lo <= q->clamp_hi && q->clamp_hi <= 255)) {
+    return cq_fail(CQ_EINVAL, "output clamp [%d, %d] is not a range within [0, 255]",
+                   (int)q->clamp_lo, (int)q->clamp_hi);
+  }
+  if (q->clamp_hi < 255 && q->rule == CQ_RULE_QNNPACK) {
+    return cq_fail(CQ_EINVAL, "an output clamp below 255 needs a float output stage (the onednn "
+                   "or fbgemm rule), not qnnpack's");
+  }
+  /* every output stage clamps to [y_min, y_max] */
+  if (rq->y_min < q->clamp_lo) rq->y_min = q->clamp_lo;
+  if (rq->y_max > q->clamp_hi) rq->y_max = q->clamp_hi;
+  if (rq->y_min > rq->y_max) {
+    return cq_fail(CQ_EINVAL, "output clamp [%d, %d] lies below the fused ReLU's %d",
+                   (int)q->clamp_lo, (int)q->clamp_hi, (int)rq->y_min);
+  }
+  return CQ_OK;
+}
+
 struct cq_qgemm_op {
   const cq_qgemm_packed *w;
   cq_isa isa;
@@ -143,6 +163,7 @@ cq_status cq_qgemm_create_isa(const cq_qgemm_packed *w, const cq_qgemm_quant *q,
   if (st != CQ_OK) goto fail;
   st = cq_requant_params_set_static(&op->rq, q->rule, q->x_scale, w->w_scale, w->per_channel,
                                     w->bias, q->y_scale, q->y_zp, q->relu);
+  if (st == CQ_OK) st = cq_qgemm_apply_clamp(q, &op->rq);
   if (st != CQ_OK) goto fail;
   op->offset = cq_malloc_for((size_t)w->panels * CQ_QGEMM_NR * sizeof(int32_t), "GEMM offsets");
   if (!op->offset) {

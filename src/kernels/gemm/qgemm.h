@@ -85,14 +85,19 @@ typedef struct cq_qgemm_quant {
   int32_t y_zp;   /* [0, 255] */
   int relu;       /* fused ReLU: clamp at y_zp (linear_relu) */
   cq_requant_rule rule;
-  /* convolutions only (cq_qconv_create*): clamp the bytes to [clamp_lo, clamp_hi] as well (0 <=
-   * lo <= hi <= 255; a folded ReLU6 / Hardtanh). An upper bound below 255 needs a float output
-   * stage (the ONEDNN / FBGEMM rules): with QNNPACK's it is refused (CQ_EINVAL). */
+  /* clamp the bytes to [clamp_lo, clamp_hi] as well (0 <= lo <= hi <= 255; a folded ReLU6 /
+   * Hardtanh). An upper bound below 255 needs a float output stage (the ONEDNN / FBGEMM rules):
+   * with QNNPACK's it is refused (CQ_EINVAL). */
   int clamp;
   int32_t clamp_lo, clamp_hi;
 } cq_qgemm_quant;
 
 typedef struct cq_qgemm_op cq_qgemm_op;
+
+/* Narrows the output range of rq (set from q) to q's clamp, when q has one: what the GEMM and
+ * convolution creators do. CQ_EINVAL for a clamp that is not a range within [0, 255], that cuts
+ * below 255 with QNNPACK's rule, or that lies wholly below a fused ReLU's lower bound. */
+cq_status cq_qgemm_apply_clamp(const cq_qgemm_quant *q, cq_requant_params *rq);
 
 /* Binds packed weights (borrowed: they must outlive the op) to quantization parameters and an
  * engine rule, using the ISA of cq_isa_active() (CQ_ISA override). Errors: those of

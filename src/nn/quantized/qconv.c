@@ -260,16 +260,9 @@ static void qconv_extra_repr(const cq_module *m, cq_strbuf *sb) {
   if (!p->has_bias && p->engine != CQ_BACKEND_QNNPACK) cq_strbuf_append(sb, ", bias=False");
 }
 
-/* Without a fused ReLU of its own, the conv can clamp its output bytes to a range when a Graph
- * folds the clamp after it (the kernels' y_min / y_max; below 255 only with a float output
- * stage, not QNNPACK's): the output is quint8 with the module's qparams. */
 static int qconv_fuses_clamp(const cq_module *m, float *y_scale, int32_t *y_zp, int *upper) {
   const qconv_impl *p = m->impl;
-  if (p->relu) return 0;
-  *y_scale = p->y_scale;
-  *y_zp = p->y_zp;
-  *upper = p->rule != CQ_RULE_QNNPACK;
-  return 1;
+  return cq_qmod_fuses_clamp(p->relu, p->y_scale, p->y_zp, p->rule, y_scale, y_zp, upper);
 }
 
 /* A 2-D conv reads channels-last input in place; depthwise works on NCHW planes and would convert

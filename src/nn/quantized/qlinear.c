@@ -74,6 +74,8 @@ static cq_status qlinear_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *
       .relu = p->relu,
       .rule = p->rule,
   };
+  /* a container may fold the clamp after this linear into it */
+  q.clamp = cq_ctx_fused_clamp(ctx, &q.clamp_lo, &q.clamp_hi);
   cq_qgemm_op *op = NULL;
   st = cq_qgemm_create(p->packed, &q, &op);
   if (st != CQ_OK) return cq_fail_context(st, "%s", m->type->name);
@@ -93,12 +95,18 @@ static void qlinear_extra_repr(const cq_module *m, cq_strbuf *sb) {
                     cq_qscheme_name(p->print_qscheme));
 }
 
+static int qlinear_fuses_clamp(const cq_module *m, float *y_scale, int32_t *y_zp, int *upper) {
+  const qlinear_impl *p = m->impl;
+  return cq_qmod_fuses_clamp(p->relu, p->y_scale, p->y_zp, p->rule, y_scale, y_zp, upper);
+}
+
 static const cq_module_type qlinear_type = {
     .name = "QuantizedLinear",
     .forward = qlinear_forward,
     .extra_repr = qlinear_extra_repr,
     .destroy_impl = qlinear_destroy,
     .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,
+    .fuses_clamp = qlinear_fuses_clamp,
 };
 
 static const cq_module_type qlinear_relu_type = {

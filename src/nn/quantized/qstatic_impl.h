@@ -42,6 +42,12 @@ cq_status cq_qmod_quantize_weight(const char *who, const float *weight, int64_t 
 cq_status cq_qmod_output_qparams(const char *who, const cq_qparams *yq, float *scale,
                                  int32_t *zero_point);
 
+/* fuses_clamp (module_impl.h) of a static module whose output stage is a requantization with
+ * `rule` to fixed qparams: 0 with a fused ReLU of its own, else the qparams, and *upper: whether
+ * the clamp may cut below 255 (a float output stage, not QNNPACK's). */
+int cq_qmod_fuses_clamp(int relu, float scale, int32_t zero_point, cq_requant_rule rule,
+                        float *y_scale, int32_t *y_zp, int *upper);
+
 /* Appends Python's repr of a float32 value widened to double ("0.014756753109395504"). */
 void cq_qmod_append_scale(cq_strbuf *sb, float scale);
 /* Appends a float argument the user wrote as a Python literal: the shortest decimal that gives back

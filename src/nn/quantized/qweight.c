@@ -1,4 +1,5 @@
-/* Weight quantization and output-qparam validation shared by the static quantized modules. */
+/* Weight quantization, output-qparam validation and the clamp-fold answer shared by the static
+ * quantized modules. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,4 +143,13 @@ void cq_qmod_append_float_arg(cq_strbuf *sb, float value) {
     if ((float)strtod(tmp, NULL) == value) break;
   }
   cq_strbuf_append_pyfloat(sb, strtod(tmp, NULL));
+}
+
+int cq_qmod_fuses_clamp(int relu, float scale, int32_t zero_point, cq_requant_rule rule,
+                        float *y_scale, int32_t *y_zp, int *upper) {
+  if (relu) return 0;
+  *y_scale = scale;
+  *y_zp = zero_point;
+  *upper = rule != CQ_RULE_QNNPACK;
+  return 1;
 }
