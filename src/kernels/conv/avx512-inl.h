@@ -129,7 +129,11 @@ cq_conv_rq_rows_t(const cq_conv_out *o, const cq_conv_rq *k, const int32_t *acc,
     __m512i z[4];
 #pragma GCC unroll 4
     for (size_t j = 0; j < 4; j++) {
-      __m512i v = j < np ? _mm512_loadu_si512(a + 16 * j) : _mm512_setzero_si512();
+      if (j >= np) { /* bytes that are never stored */
+        z[j] = _mm512_setzero_si512();
+        continue;
+      }
+      __m512i v = _mm512_loadu_si512(a + 16 * j);
       if (add_init) v = _mm512_add_epi32(v, in[j]);
       __m512 f = _mm512_cvtepi32_ps(v);
       if (is_int) {
@@ -162,7 +166,9 @@ static inline void cq_conv_rq_rows(const cq_conv_out *o, const cq_conv_rq *k, co
     cq_conv_rq_rows_t(o, k, acc, ld, rows, c0, NP, stage, 0, 0, 0, LO, UNIT);    \
     return;
       CQ_RQ_CASE(4, 0, 0) CQ_RQ_CASE(4, 0, 1) CQ_RQ_CASE(4, 1, 0) CQ_RQ_CASE(4, 1, 1)
+      CQ_RQ_CASE(3, 0, 0) CQ_RQ_CASE(3, 0, 1) CQ_RQ_CASE(3, 1, 0) CQ_RQ_CASE(3, 1, 1)
       CQ_RQ_CASE(2, 0, 0) CQ_RQ_CASE(2, 0, 1) CQ_RQ_CASE(2, 1, 0) CQ_RQ_CASE(2, 1, 1)
+      CQ_RQ_CASE(1, 0, 0) CQ_RQ_CASE(1, 0, 1) CQ_RQ_CASE(1, 1, 0) CQ_RQ_CASE(1, 1, 1)
 #undef CQ_RQ_CASE
       default:
         break;
