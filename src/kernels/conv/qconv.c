@@ -7,10 +7,15 @@
 
 #include "core/alloc.h"
 
-/* Below this many multiply-adds per image the work stays on the calling thread; for the AMX
- * kernels the bar is higher: a second thread made 64->128 3x3 convs slower on 10x10 inputs (4.7M
- * MACs: 5.6 -> 8.4 us) and 18x18 (19M: 17.5 -> 19.2 us), faster from 26x26 (42M: 39 -> 32 us). */
+/* Below this many multiply-adds per image the work stays on the calling thread. The AMX kernels
+ * spend their time in the output stage rather than in the multiply-adds on all but the deepest
+ * convolutions, so for them the outputs count too: from this many (positions x channels), or this
+ * many multiply-adds, they are split. With 2
+ * threads (NHWC, 1x1 unless said): 32->32 on 56x56 17.3 -> 11.5 us, 32->16 12.2 -> 8.1, 40->240
+ * on 14x14 7.7 -> 5.9, 80->480 on 14x14 17.8 -> 11.9, 64->128 3x3 on 18x18 14.6 -> 10.6, on 10x10
+ * (12800 outputs) 4.5 -> 4.2; 240->40 on 14x14 (7840) stays alone. */
 #define CQ_CONV_MIN_PARALLEL_MACS ((int64_t)1 << 18)
+#define CQ_CONV_MIN_PARALLEL_OUTPUTS_AMX ((int64_t)1 << 13)
 #define CQ_CONV_MIN_PARALLEL_MACS_AMX ((int64_t)1 << 25)
 /* Outputs of up to this many positions are split between threads by channels (run_implicit). */
 #define CQ_CONV_SMALL_PLANE 64
@@ -809,9 +814,11 @@ static int threads_for(const cq_qconv_op *op, const conv_dims *d, cq_threadpool 
                        int64_t macs) {
   const int amx = op->isa == CQ_ISA_AMX && (d->path == PATH_IMPLICIT || d->path == PATH_ZROWS ||
                                             d->path == PATH_IM2COL_FAST);
-  return macs < (amx ? CQ_CONV_MIN_PARALLEL_MACS_AMX : CQ_CONV_MIN_PARALLEL_MACS)
-             ? 1
-             : cq_threadpool_threads(tp);
+  const int64_t outputs = d->ho * d->wo * op->p->g.out_channels;
+  const int alone = amx ? outputs < CQ_CONV_MIN_PARALLEL_OUTPUTS_AMX &&
+                              macs < CQ_CONV_MIN_PARALLEL_MACS_AMX
+                        : macs < CQ_CONV_MIN_PARALLEL_MACS;
+  return alone ? 1 : cq_threadpool_threads(tp);
 }
 
 cq_status cq_qconv_run(const cq_qconv_op *op, const uint8_t *x, cq_conv_layout x_layout,
