@@ -1,12 +1,15 @@
 /* Core: status messages, tensors, allocation-failure handling, and Python/PyTorch number printing. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "core/alloc.h"
 #include "core/pyformat.h"
+#include "core/threadpool.h"
 #include "core/strbuf.h"
 #include "cquant/cquant.h"
 
@@ -202,11 +205,71 @@ static void test_torch_tensor_format(void) {
   cq_strbuf_release(&sb);
 }
 
+/* The pool: every item of every job is processed exactly once, by calls with the partition's
+ * ranges, no two calls of the same range index at once; a call that holds its range up (as a
+ * worker on a busy core would) leaves the other ranges to the threads that are free. */
+enum { POOL_MAX_ITEMS = 64, POOL_MAX_PARTS = 8 };
+typedef struct pool_job {
+  int64_t n;
+  int parts;
+  int slow; /* range 1 sleeps first */
+  atomic_int count[POOL_MAX_ITEMS];
+  atomic_int busy[POOL_MAX_PARTS];
+  atomic_int calls, bad;
+} pool_job;
+
+static void pool_part(void *ctx, int t, int64_t begin, int64_t end) {
+  pool_job *j = ctx;
+  int64_t b, e;
+  cq_partition(j->n, j->parts, t, &b, &e);
+  if (t < 0 || t >= j->parts || b != begin || e != end || atomic_exchange(&j->busy[t], 1)) {
+    atomic_fetch_add(&j->bad, 1);
+    return;
+  }
+  if (j->slow && t == 1) nanosleep(&(struct timespec){0, 2000000}, NULL);
+  for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->count[i], 1);
+  atomic_fetch_add(&j->calls, 1);
+  atomic_store(&j->busy[t], 0);
+}
+
+static void test_threadpool(void) {
+  uint32_t seed = 12345;
+  for (int threads = 2; threads <= 4; threads++) {
+    cq_threadpool *tp = NULL;
+    CHECK_OK(cq_threadpool_create(threads, &tp));
+    if (!tp) return;
+    CHECK_INT_EQ(cq_threadpool_threads(tp), threads);
+    for (int it = 0; it < 3000; it++) {
+      seed = seed * 1664525u + 1013904223u;
+      pool_job *j = calloc(1, sizeof *j);
+      j->n = 1 + (int64_t)((seed >> 8) % POOL_MAX_ITEMS);
+      const int max_threads = (int)((seed >> 20) % 6); /* 0: no limit */
+      j->slow = it % 500 == 0;
+      int parts = threads;
+      if (max_threads > 0 && parts > max_threads) parts = max_threads;
+      if (parts > j->n) parts = (int)j->n;
+      j->parts = parts;
+      cq_parallel_for(tp, j->n, max_threads, pool_part, j);
+      int once = 1;
+      for (int64_t i = 0; i < j->n; i++) once &= atomic_load(&j->count[i]) == 1;
+      CHECK_MSG(once && atomic_load(&j->bad) == 0 && atomic_load(&j->calls) == parts,
+                "%d threads, job %d (n=%lld, max %d): items once %d, bad calls %d, calls %d of %d",
+                threads, it, (long long)j->n, max_threads, once, atomic_load(&j->bad),
+                atomic_load(&j->calls), parts);
+      free(j);
+      /* now and then the workers go to sleep between jobs */
+      if (it % 1000 == 999) nanosleep(&(struct timespec){0, 30000000}, NULL);
+    }
+    cq_threadpool_destroy(tp);
+  }
+}
+
 int main(void) {
   test_status();
   test_tensor();
   test_alloc_failure();
   test_weight_alloc();
+  test_threadpool();
   test_pyfloat();
   test_torch_tensor_format();
   return check_summary("test_core");

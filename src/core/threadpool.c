@@ -18,77 +18,90 @@
 /* Pause iterations a worker spins before it sleeps (a pause is ~40-140 cycles: tens of us). */
 #define CQ_POOL_SPIN 4000
 
+/* The job state, one 64-bit word so that a claim is a single compare-and-swap: the job's
+ * generation (bits 32-63), its number of ranges (16-31) and the next unclaimed range (0-15). */
+#define STATE(gen, parts, next) (((uint64_t)(gen) << 32) | ((uint64_t)(parts) << 16) | (next))
+#define STATE_GEN(s) ((unsigned)((s) >> 32))
+#define STATE_PARTS(s) ((int)(((s) >> 16) & 0xffff))
+#define STATE_NEXT(s) ((int)((s) & 0xffff))
+
 struct cq_threadpool {
   int nthreads;
   pthread_t *workers;
   int started;
   pthread_mutex_t mutex;
   pthread_cond_t wake;
-  atomic_uint generation; /* incremented once per job (and to stop) */
+  _Atomic uint64_t state;
   atomic_int sleepers;
-  atomic_int remaining;   /* workers still running the current job */
+  atomic_int done; /* ranges of the current job finished */
   int stop;
-  /* the current job, written before `generation` is published */
+  /* the current job, written before `state` is published and unchanged until it is done */
   cq_parallel_fn fn;
   void *ctx;
   int64_t n;
-  int parts;
 };
 
-typedef struct worker_arg {
-  cq_threadpool *tp;
-  int index;
-} worker_arg;
-
-static void run_part(cq_threadpool *tp, int t) {
-  int64_t begin, end;
-  cq_partition(tp->n, tp->parts, t, &begin, &end);
-  if (begin < end) tp->fn(tp->ctx, t, begin, end);
+/* Claims and runs ranges of job `gen` until none is left (or a newer job replaced it). A range is
+ * claimed by exactly one thread; the job's fields are stable while any range is unfinished. */
+static void take_parts(cq_threadpool *tp, unsigned gen) {
+  uint64_t s = atomic_load_explicit(&tp->state, memory_order_acquire);
+  while (STATE_GEN(s) == gen && STATE_NEXT(s) < STATE_PARTS(s)) {
+    if (!atomic_compare_exchange_weak_explicit(&tp->state, &s, s + 1, memory_order_acq_rel,
+                                               memory_order_acquire)) {
+      continue; /* s was reloaded */
+    }
+    const int t = STATE_NEXT(s);
+    int64_t begin, end;
+    cq_partition(tp->n, STATE_PARTS(s), t, &begin, &end);
+    if (begin < end) tp->fn(tp->ctx, t, begin, end);
+    atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
+    s = atomic_load_explicit(&tp->state, memory_order_acquire);
+  }
 }
 
+/* Waits for a job newer than `seen` and returns its generation. */
 static unsigned wait_for_job(cq_threadpool *tp, unsigned seen) {
   for (int i = 0; i < CQ_POOL_SPIN; i++) {
-    unsigned g = atomic_load_explicit(&tp->generation, memory_order_acquire);
+    unsigned g = STATE_GEN(atomic_load_explicit(&tp->state, memory_order_acquire));
     if (g != seen) return g;
     cq_cpu_relax();
   }
   pthread_mutex_lock(&tp->mutex);
   atomic_fetch_add(&tp->sleepers, 1);
   unsigned g;
-  while ((g = atomic_load(&tp->generation)) == seen) pthread_cond_wait(&tp->wake, &tp->mutex);
+  while ((g = STATE_GEN(atomic_load(&tp->state))) == seen) pthread_cond_wait(&tp->wake, &tp->mutex);
   atomic_fetch_sub(&tp->sleepers, 1);
   pthread_mutex_unlock(&tp->mutex);
   return g;
 }
 
 static void *worker_main(void *p) {
-  worker_arg *arg = p;
-  cq_threadpool *tp = arg->tp;
-  int index = arg->index;
+  cq_threadpool *tp = p;
   unsigned seen = 0;
   for (;;) {
     seen = wait_for_job(tp, seen);
     if (tp->stop) break;
-    if (index < tp->parts) run_part(tp, index);
-    atomic_fetch_sub_explicit(&tp->remaining, 1, memory_order_release);
+    take_parts(tp, seen);
   }
-  cq_free(arg);
   return NULL;
 }
 
-/* Publishes the job (or the stop flag) and wakes sleeping workers. */
-static void publish(cq_threadpool *tp) {
-  atomic_fetch_add(&tp->generation, 1);
+/* Publishes a job of `parts` ranges (0: the stop flag) as the next generation and wakes sleeping
+ * workers; returns the generation. */
+static unsigned publish(cq_threadpool *tp, int parts) {
+  const unsigned gen = STATE_GEN(atomic_load_explicit(&tp->state, memory_order_relaxed)) + 1;
+  atomic_store(&tp->state, STATE(gen, parts, 0));
   if (atomic_load(&tp->sleepers) > 0) {
     pthread_mutex_lock(&tp->mutex);
     pthread_cond_broadcast(&tp->wake);
     pthread_mutex_unlock(&tp->mutex);
   }
+  return gen;
 }
 
 static void stop_workers(cq_threadpool *tp) {
   tp->stop = 1;
-  publish(tp);
+  publish(tp, 0);
   for (int i = 0; i < tp->started; i++) pthread_join(tp->workers[i], NULL);
   tp->started = 0;
 }
@@ -107,9 +120,9 @@ cq_status cq_threadpool_create(int nthreads, cq_threadpool **out) {
   tp->nthreads = nthreads;
   pthread_mutex_init(&tp->mutex, NULL);
   pthread_cond_init(&tp->wake, NULL);
-  atomic_init(&tp->generation, 0);
+  atomic_init(&tp->state, STATE(0, 0, 0));
   atomic_init(&tp->sleepers, 0);
-  atomic_init(&tp->remaining, 0);
+  atomic_init(&tp->done, 0);
   cq_status st = CQ_OK;
   if (nthreads > 1) {
     tp->workers = cq_calloc_for((size_t)nthreads - 1, sizeof *tp->workers, "thread pool workers");
@@ -118,16 +131,8 @@ cq_status cq_threadpool_create(int nthreads, cq_threadpool **out) {
       goto fail;
     }
     for (int i = 0; i < nthreads - 1; i++) {
-      worker_arg *arg = cq_malloc_for(sizeof *arg, "thread pool worker");
-      if (!arg) {
-        st = CQ_ENOMEM;
-        goto fail;
-      }
-      arg->tp = tp;
-      arg->index = i + 1;
-      int err = pthread_create(&tp->workers[i], NULL, worker_main, arg);
+      int err = pthread_create(&tp->workers[i], NULL, worker_main, tp);
       if (err != 0) {
-        cq_free(arg);
         st = cq_fail(CQ_EIO, "cannot start thread %d of %d: %s", i + 2, nthreads, strerror(err));
         goto fail;
       }
@@ -168,10 +173,9 @@ void cq_parallel_for(cq_threadpool *tp, int64_t n, int max_threads, cq_parallel_
   tp->fn = fn;
   tp->ctx = ctx;
   tp->n = n;
-  tp->parts = parts;
-  /* every worker acknowledges every job (also those with no part) so none misses the next one */
-  atomic_store_explicit(&tp->remaining, tp->nthreads - 1, memory_order_relaxed);
-  publish(tp);
-  run_part(tp, 0);
-  while (atomic_load_explicit(&tp->remaining, memory_order_acquire) > 0) cq_cpu_relax();
+  atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
+  /* the caller takes ranges too: a worker that is slow to wake (its core busy with another
+   * process) costs its share of the work, not a wait */
+  take_parts(tp, publish(tp, parts));
+  while (atomic_load_explicit(&tp->done, memory_order_acquire) < parts) cq_cpu_relax();
 }

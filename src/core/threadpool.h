@@ -2,10 +2,13 @@
  *
  * cq_parallel_for(tp, n, max_threads, fn, ctx) splits the items [0, n) into T contiguous ranges,
  * T = min(n, threads of the pool, max_threads), range t = [t*n/T, (t+1)*n/T), and runs
- * fn(ctx, t, begin, end) once per non-empty range: range 0 on the calling thread, the others on the
- * workers. It returns when all ranges are done. The partition depends only on (n, T) and each item
- * is processed by exactly one call, so kernels that compute every output element inside one item
- * (no split reductions) give bit-identical results for any thread count.
+ * fn(ctx, t, begin, end) once per non-empty range, on whichever thread claims range t first: the
+ * caller claims ranges as well as the workers, so a worker whose core is busy elsewhere when the
+ * job starts costs its share of the work rather than a wait. No two calls with the same t overlap,
+ * so per-range scratch may be indexed by t (t < T <= the pool's threads). It returns when all
+ * ranges are done. The partition depends only on (n, T) and each item is processed by exactly one
+ * call, so kernels that compute every output element inside one item (no split reductions) give
+ * bit-identical results for any thread count.
  *
  * Idle workers spin briefly (so back-to-back layers do not pay a wake-up each), then sleep on a
  * condition variable. A pool must not be used by two callers at the same time, and fn must not call
@@ -19,7 +22,8 @@
 
 typedef struct cq_threadpool cq_threadpool;
 
-typedef void (*cq_parallel_fn)(void *ctx, int thread, int64_t begin, int64_t end);
+/* t: the range's index (see above), begin / end: its items */
+typedef void (*cq_parallel_fn)(void *ctx, int t, int64_t begin, int64_t end);
 
 /* nthreads = total threads including the caller (nthreads - 1 workers are started); 0 means the
  * number of online CPUs. CQ_EINVAL for nthreads < 0 or > 1024, CQ_ENOMEM / CQ_EIO (thread creation
