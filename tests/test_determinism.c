@@ -9,9 +9,11 @@
  *     weights), calibrate, convert, run; the converted model's output and its repr;
  *   - dynamic quantization of Linear-ReLU-Linear, run on a batch;
  *   - three float SGD steps (momentum) of a small conv net with an MSE loss: the losses and every
- *     parameter afterwards.
+ *     parameter afterwards;
+ *   - quantized adds of 77976 elements (a tail of 24 past ATen's 64-element blocks): ATen's on
+ *     quint8 and qint8, with the channels-last tail order, with ReLU, and QNNPACK's.
  * The sizes are chosen above the kernels' parallel thresholds (qgemm 2^17 multiply-adds, conv 2^18,
- * dynamic range scan 2^16 elements, histogram grain 32768 elements), so the 2- and 3-thread runs
+ * dynamic range scan 2^16 elements, histogram grain 32768 elements, add 32768 elements), so the 2- and 3-thread runs
  * really split the work; the thread pool promises that each output is computed by one thread in a
  * fixed order, and this checks the promise end to end. Weights come from cq_manual_seed, data from
  * a fixed generator. */
@@ -23,6 +25,8 @@
 
 #include "check.h"
 #include "cquant/cquant.h"
+#include "kernels/qelementwise/qelementwise.h"
+#include "nn/quantized/qops.h"
 #include "quant/observer_histogram.h"
 
 /* ---- a run's output: named byte sections ----------------------------------------------------- */
@@ -313,6 +317,89 @@ static void run_training(trace *t) {
 }
 
 /* Everything, from the same seeds, with `threads` threads. */
+/* ATen's add computes the elements of its 64-element blocks with an FMA and the tail without, and
+ * the two differ on some input pairs: with the inputs made of such pairs, the bytes show whether
+ * every thread's share took the right form (the scalar definition per element is the reference). */
+static void check_qadd_forms(cq_ctx *ctx) {
+  const int64_t shape[4] = {1, 24, 57, 57};
+  /* qparams under which a few hundred of the 65536 pairs differ between the forms */
+  const float sa = 0.0123f, sb = 0.0291f, sy = 0.003f;
+  const int32_t za = 125, zb = 77, zy = 126;
+  cq_qadd_aten_params p;
+  cq_qdequant_params_init(sa, za, &p.a);
+  cq_qdequant_params_init(sb, zb, &p.b);
+  p.y = (cq_qquant_params){1.0f / sy, zy, 0, 255};
+  p.relu = 0;
+  int pairs[256][2], npairs = 0;
+  for (int qa = 0; qa < 256 && npairs < 256; qa++) {
+    for (int qb = 0; qb < 256 && npairs < 256; qb++) {
+      if (cq_qadd_aten_one(qa, qb, 1, &p) != cq_qadd_aten_one(qa, qb, 0, &p)) {
+        pairs[npairs][0] = qa;
+        pairs[npairs++][1] = qb;
+      }
+    }
+  }
+  CHECK_MSG(npairs > 0, "no input pair tells the two forms of ATen's add apart");
+  cq_tensor *a = NULL, *b = NULL, *y = NULL;
+  CHECK_OK(cq_qact_new(ctx, CQ_QUINT8, 4, shape, sa, za, &a));
+  CHECK_OK(cq_qact_new(ctx, CQ_QUINT8, 4, shape, sb, zb, &b));
+  if (!a || !b || npairs == 0) return;
+  const int64_t n = cq_tensor_numel(a), body = n - n % 64;
+  uint8_t *ad = a->data, *bd = b->data;
+  for (int64_t i = 0; i < n; i++) {
+    ad[i] = (uint8_t)pairs[i % npairs][0];
+    bd[i] = (uint8_t)pairs[i % npairs][1];
+  }
+  CHECK_OK(cq_qop_add(NULL, ctx, a, b, sy, zy, 0, CQ_BACKEND_X86, CQ_QLAYOUT_NCHW, &y));
+  if (!y) return;
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < n; i++) {
+    if (((uint8_t *)y->data)[i] != cq_qadd_aten_one(ad[i], bd[i], i < body, &p)) {
+      if (first < 0) first = i;
+      bad++;
+    }
+  }
+  CHECK_MSG(bad == 0, "add with %d thread(s): %lld elements computed in the wrong form, the first "
+            "at %lld of %lld", cq_get_num_threads(), (long long)bad, (long long)first,
+            (long long)n);
+}
+
+static void run_qadd(trace *t) {
+  cq_ctx *ctx = NULL;
+  CHECK_OK(cq_ctx_create(&ctx));
+  if (!ctx) return;
+  const int64_t shape[4] = {1, 24, 57, 57};
+  static const struct {
+    cq_backend engine;
+    cq_qdtype dtype;
+    cq_qlayout layout;
+    int relu;
+    const char *name;
+  } cases[] = {
+      {CQ_BACKEND_X86, CQ_QUINT8, CQ_QLAYOUT_NCHW, 0, "add x86 quint8"},
+      {CQ_BACKEND_X86, CQ_QUINT8, CQ_QLAYOUT_NHWC, 1, "add_relu x86 quint8 nhwc tail"},
+      {CQ_BACKEND_X86, CQ_QINT8, CQ_QLAYOUT_NCHW, 1, "add_relu x86 qint8"},
+      {CQ_BACKEND_QNNPACK, CQ_QUINT8, CQ_QLAYOUT_NCHW, 1, "add_relu qnnpack quint8"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    const int s8 = cases[c].dtype == CQ_QINT8;
+    cq_tensor *a = NULL, *b = NULL, *y = NULL;
+    CHECK_OK(cq_qact_new(ctx, cases[c].dtype, 4, shape, 0.031f, s8 ? -3 : 125, &a));
+    CHECK_OK(cq_qact_new(ctx, cases[c].dtype, 4, shape, 0.047f, s8 ? 9 : 131, &b));
+    if (!a || !b) break;
+    uint8_t *ad = a->data, *bd = b->data;
+    for (int64_t i = 0; i < cq_tensor_numel(a); i++) {
+      ad[i] = (uint8_t)(uniform() * 256.0f);
+      bd[i] = (uint8_t)(uniform() * 256.0f);
+    }
+    CHECK_OK(cq_qop_add(NULL, ctx, a, b, 0.06f, s8 ? 1 : 126, cases[c].relu, cases[c].engine,
+                        cases[c].layout, &y));
+    if (y) record_tensor(t, cases[c].name, y);
+  }
+  check_qadd_forms(ctx);
+  cq_ctx_free(ctx);
+}
+
 static void run_all(int threads, trace *t) {
   CHECK_OK(cq_set_num_threads(threads));
   memset(t, 0, sizeof *t);
@@ -322,6 +409,7 @@ static void run_all(int threads, trace *t) {
   run_static(t);
   run_dynamic(t);
   run_training(t);
+  run_qadd(t);
 }
 
 int main(void) {

@@ -15,6 +15,7 @@
 
 #include "core/alloc.h"
 #include "core/cpu.h"
+#include "core/threadpool.h"
 #include "cquant/quantize.h"
 #include "kernels/qelementwise/qelementwise.h"
 #include "nn/binary_ops.h"
@@ -243,6 +244,51 @@ cq_status cq_qop_tanh(const cq_module *m, cq_ctx *ctx, const cq_tensor *x, cq_ba
 
 /* --- add ---------------------------------------------------------------------------------------- */
 
+static void add_run(const cq_qelementwise_kernels *k, int s8, int64_t n, int64_t fused,
+                    const void *a, const void *b, const cq_qadd_aten_params *p, void *y) {
+  if (s8) {
+    k->qs8_vadd_aten((size_t)n, (size_t)fused, a, b, p, y);
+  } else {
+    k->qu8_vadd_aten((size_t)n, (size_t)fused, a, b, p, y);
+  }
+}
+
+/* An add over contiguous bytes, split between the threads in ATen's 64-element blocks: each
+ * element is computed as on one thread (the same form: fused below `fused`, plain from there). */
+typedef struct add_job {
+  const cq_qelementwise_kernels *k;
+  const cq_qadd_qnnpack_params *qnnpack; /* QNNPACK's add, or NULL: ATen's with `aten` */
+  const cq_qadd_aten_params *aten;
+  int s8;
+  int64_t n, fused;
+  const uint8_t *a, *b;
+  uint8_t *y;
+} add_job;
+
+/* Below this many elements an add stays on the calling thread (~4 us of work). */
+#define ADD_MIN_PARALLEL 32768
+
+static void add_part(void *ctx, int t, int64_t begin, int64_t end) {
+  (void)t;
+  const add_job *j = ctx;
+  const int64_t e0 = begin * ATEN_VEC_BLOCK;
+  const int64_t e1 = end * ATEN_VEC_BLOCK < j->n ? end * ATEN_VEC_BLOCK : j->n;
+  if (j->qnnpack) {
+    j->k->qu8_vadd_qnnpack((size_t)(e1 - e0), j->a + e0, j->b + e0, j->qnnpack, j->y + e0);
+    return;
+  }
+  const int64_t fused = j->fused <= e0 ? 0 : (j->fused < e1 ? j->fused : e1) - e0;
+  add_run(j->k, j->s8, e1 - e0, fused, j->a + e0, j->b + e0, j->aten, j->y + e0);
+}
+
+static void add_parallel(add_job *j, int64_t n, int64_t fused) {
+  if (n == 0) return;
+  j->n = n;
+  j->fused = fused;
+  cq_parallel_for(n >= ADD_MIN_PARALLEL ? cq_default_threadpool() : NULL,
+                  (n + ATEN_VEC_BLOCK - 1) / ATEN_VEC_BLOCK, 0, add_part, j);
+}
+
 /* PyTorch QNNPACK's q8vadd: fixed-point multipliers with a common shift, rounding right shift with
  * ties away from zero, int16 saturation, then the output zero point and clamp. */
 static cq_status qnnpack_add(const cq_module *m, const cq_qelementwise_kernels *k,
@@ -255,8 +301,8 @@ static cq_status qnnpack_add(const cq_module *m, const cq_qelementwise_kernels *
   }
   cq_qadd_qnnpack_params p;
   cq_qadd_qnnpack_params_init(ra, rb, act_zp(a), act_zp(b), zp, relu, &p);
-  const size_t n = (size_t)cq_tensor_numel(a);
-  if (n) k->qu8_vadd_qnnpack(n, a->data, b->data, &p, y->data);
+  add_job j = {.k = k, .qnnpack = &p, .a = a->data, .b = b->data, .y = y->data};
+  add_parallel(&j, cq_tensor_numel(a), 0);
   return CQ_OK;
 }
 
@@ -267,14 +313,6 @@ static int64_t nhwc_to_logical(const int64_t *shape, int64_t k) {
   return ((n * C + c) * H + h) * W + w;
 }
 
-static void add_run(const cq_qelementwise_kernels *k, int s8, int64_t n, int64_t fused,
-                    const void *a, const void *b, const cq_qadd_aten_params *p, void *y) {
-  if (s8) {
-    k->qs8_vadd_aten((size_t)n, (size_t)fused, a, b, p, y);
-  } else {
-    k->qu8_vadd_aten((size_t)n, (size_t)fused, a, b, p, y);
-  }
-}
 
 cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
                      float scale, int32_t zero_point, int relu, cq_backend engine,
@@ -315,13 +353,14 @@ cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const 
   const int64_t n = cq_tensor_numel(a);
   const int64_t body = vector_body(n);
   if (n == 0) return CQ_OK;
+  add_job j = {.k = k, .aten = &p, .s8 = s8, .a = a->data, .b = b->data, .y = (*y)->data};
   if (layout != CQ_QLAYOUT_NHWC || a->ndim != 4 || stored_nhwc) {
-    add_run(k, s8, n, body, a->data, b->data, &p, (*y)->data);
+    add_parallel(&j, n, body);
     return CQ_OK;
   }
   /* channels-last: the scalar tail is the last n % 64 elements in NHWC order, scattered through
    * the NCHW storage; every element is computed the vector body's way, then those again */
-  add_run(k, s8, n, n, a->data, b->data, &p, (*y)->data);
+  add_parallel(&j, n, n);
   const char *ad = a->data, *bd = b->data;
   char *yd = (*y)->data;
   for (int64_t j = body; j < n; j++) {
