@@ -28,6 +28,7 @@
 #include "cquant/npy.h"
 #include "cquant/qconfig.h"
 #include "cquant/quantize.h"
+#include "cquant/threads.h"
 #include "cquant/status.h"
 #include "cquant/tensor.h"
 #include "core/cpu.h"
@@ -1041,47 +1042,57 @@ static void test_alloc_failures(void) {
 }
 
 /* The Quantize module's vector path (quint8, finite inputs) gives quantize_val's bytes; inputs with
- * NaN or infinities take the scalar definition (PyTorch's results for them). Every ISA. */
+ * NaN or infinities take the scalar definition (PyTorch's results for them), also when they sit
+ * in a later chunk than the first and on another thread. Every ISA; 1 and 2 threads. */
 static void test_quantize_paths(void) {
-  enum { N = 1031 };
-  float *x = malloc(sizeof *x * N);
-  uint8_t *want = malloc(N);
-  const float scales[3] = {0.0137f, 1.0f / 255.0f, 3.5f};
-  const int32_t zps[3] = {0, 128, 255};
-  /* pass 0: moderate values (the vector path); 1: some past int64 after scaling; 2: NaN, inf */
-  for (int pass = 0; pass < 3; pass++) {
-    for (int i = 0; i < N; i++) {
-      const float v = (float)sin(0.731 * i) * (i % 7 == 0 ? 1e3f : 2.5f);
-      x[i] = (pass && i % 97 == 5) ? 1e30f * (i % 2 ? 1.0f : -1.0f) : v;
-      /* exact ties of x * inv for the rounding */
-      if (i % 11 == 0) x[i] = (float)(i % 23 - 11) * 0.5f * scales[i % 3];
-    }
-    if (pass == 2) {
-      x[3] = NAN;
-      x[500] = INFINITY;
-      x[1000] = -INFINITY;
-    }
-    for (int s = 0; s < 3; s++) {
-      for (int z = 0; z < 3; z++) {
-        CHECK_OK(cq_quantize_per_tensor(x, N, scales[s], zps[z], CQ_QUINT8, want));
-        cq_module *m = NULL;
-        CHECK_OK(cq_qmodule_quantize(&m, scales[s], zps[z], CQ_QUINT8));
-        cq_ctx *ctx = NULL;
-        CHECK_OK(cq_ctx_create(&ctx));
-        const int64_t shape[2] = {1, N};
-        cq_tensor *t = NULL, *y = NULL;
-        CHECK_OK(cq_tensor_wrap(&t, CQ_F32, 2, shape, x));
-        CHECK_OK(cq_module_forward1(m, ctx, t, &y));
-        CHECK_MSG(y && !memcmp(y->data, want, N), "Quantize(scale %g, zp %d), pass %d, differs "
-                  "from quantize_per_tensor", scales[s], (int)zps[z], pass);
-        cq_tensor_free(t);
-        cq_ctx_free(ctx);
-        cq_module_free(m);
+  const int sizes[2] = {1031, 70001}; /* the second: 18 chunks of 4096, split between threads */
+  for (int si = 0; si < 2; si++) {
+    for (int threads = 1; threads <= 2; threads++) {
+      CHECK_OK(cq_set_num_threads(threads));
+      const int N = sizes[si];
+      float *x = malloc(sizeof *x * (size_t)N);
+      uint8_t *want = malloc((size_t)N);
+      const float scales[3] = {0.0137f, 1.0f / 255.0f, 3.5f};
+      const int32_t zps[3] = {0, 128, 255};
+      /* pass 0: moderate values (the vector path); 1: some past int64 after scaling; 2: NaN, inf
+       * towards the end */
+      for (int pass = 0; pass < 3; pass++) {
+        for (int i = 0; i < N; i++) {
+          const float v = (float)sin(0.731 * i) * (i % 7 == 0 ? 1e3f : 2.5f);
+          x[i] = (pass == 1 && i % 97 == 5) ? 1e30f * (i % 2 ? 1.0f : -1.0f) : v;
+          /* exact ties of x * inv for the rounding */
+          if (i % 11 == 0) x[i] = (float)(i % 23 - 11) * 0.5f * scales[i % 3];
+        }
+        if (pass == 2) {
+          x[N - 3] = NAN;
+          x[N / 2] = INFINITY;
+          x[N - 1] = -INFINITY;
+        }
+        for (int s = 0; s < 3; s++) {
+          for (int z = 0; z < 3; z++) {
+            CHECK_OK(cq_quantize_per_tensor(x, N, scales[s], zps[z], CQ_QUINT8, want));
+            cq_module *m = NULL;
+            CHECK_OK(cq_qmodule_quantize(&m, scales[s], zps[z], CQ_QUINT8));
+            cq_ctx *ctx = NULL;
+            CHECK_OK(cq_ctx_create(&ctx));
+            const int64_t shape[2] = {1, N};
+            cq_tensor *t = NULL, *y = NULL;
+            CHECK_OK(cq_tensor_wrap(&t, CQ_F32, 2, shape, x));
+            CHECK_OK(cq_module_forward1(m, ctx, t, &y));
+            CHECK_MSG(y && !memcmp(y->data, want, (size_t)N), "Quantize(scale %g, zp %d) of %d "
+                      "values on %d thread(s), pass %d, differs from quantize_per_tensor",
+                      scales[s], (int)zps[z], N, threads, pass);
+            cq_tensor_free(t);
+            cq_ctx_free(ctx);
+            cq_module_free(m);
+          }
+        }
       }
+      free(x);
+      free(want);
     }
   }
-  free(x);
-  free(want);
+  CHECK_OK(cq_set_num_threads(1));
 }
 
 int main(void) {

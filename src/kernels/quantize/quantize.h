@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/cpu.h"
+#include "core/threadpool.h"
 
 /* Min and max over rows x cols floats (row stride ld elements); *nonfinite = 1 if any value is
  * NaN or infinite (min/max are then meaningless). rows*cols must be > 0. */
@@ -45,9 +46,11 @@ typedef struct cq_quantize_kernels {
 cq_quantize_kernels cq_quantize_kernels_for(cq_isa isa);
 
 /* y[i] = quantize(x[i]) for i < n when every x[i] is finite and |x[i] * inv_scale| < 2^62
- * (returns 1): then the bytes of quantize_per_tensor. Returns 0 and writes nothing otherwise (NaN,
- * infinities and int64 overflow are the caller's scalar path's to define). */
+ * (returns 1): then the bytes of quantize_per_tensor. Returns 0 otherwise, with y's bytes
+ * unspecified (NaN, infinities and int64 overflow are the caller's scalar path's to define, over
+ * the whole array). The array is checked and quantized a chunk at a time (read from memory once),
+ * and split between the threads of tp (may be NULL) when it is large. */
 int cq_f32_quantize_qu8_finite(cq_isa isa, const float *x, size_t n, float inv_scale, int32_t zp,
-                               uint8_t *y);
+                               uint8_t *y, cq_threadpool *tp);
 
 #endif

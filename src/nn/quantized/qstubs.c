@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "core/pyformat.h"
+#include "core/threadpool.h"
 #include "cquant/quantize.h"
 #include "kernels/quantize/quantize.h"
 #include "nn/module_impl.h"
@@ -25,8 +26,8 @@ typedef struct quantize_impl {
 } quantize_impl;
 
 /* quint8 from values that are all finite and within int64 after scaling: the vector kernels (the
- * same bytes as quantize_val). Returns 0 (nothing written) otherwise: the scalar definition then
- * gives every case PyTorch's result, NaN and infinities included. (The quant layer's
+ * same bytes as quantize_val). Returns 0 otherwise: the scalar definition then gives every byte
+ * PyTorch's result, NaN and infinities included. (The quant layer's
  * cq_quantize_per_tensor cannot call kernels, which sit above it.) */
 static int quantize_vector(const quantize_impl *p, const cq_tensor *x, cq_tensor *y) {
   cq_isa isa;
@@ -35,7 +36,7 @@ static int quantize_vector(const quantize_impl *p, const cq_tensor *x, cq_tensor
     return 0;
   }
   return cq_f32_quantize_qu8_finite(isa, x->data, (size_t)cq_tensor_numel(x), 1.0f / p->scale,
-                                    p->zero_point, y->data);
+                                    p->zero_point, y->data, cq_default_threadpool());
 }
 
 static cq_status quantize_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in,
