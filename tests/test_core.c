@@ -232,7 +232,23 @@ static void pool_part(void *ctx, int t, int64_t begin, int64_t end) {
   atomic_store(&j->busy[t], 0);
 }
 
+static void count_item(void *ctx, int t, int64_t begin, int64_t end) {
+  int *hits = ctx;
+  (void)t;
+  for (int64_t i = begin; i < end; i++) hits[i]++;
+}
+
 static void test_threadpool(void) {
+  cq_threadpool *bad = NULL;
+  CHECK_STATUS(cq_threadpool_create(-1, &bad), CQ_EINVAL);
+  CHECK(bad == NULL);
+  CHECK_INT_EQ(cq_threadpool_threads(NULL), 1);
+  int hits[10] = {0};
+  cq_parallel_for(NULL, 10, 0, count_item, hits); /* no pool: all on the caller */
+  CHECK(hits[0] == 1 && hits[9] == 1);
+  int64_t b, e;
+  cq_partition(10, 3, 2, &b, &e);
+  CHECK(b == 6 && e == 10);
   uint32_t seed = 12345;
   for (int threads = 2; threads <= 4; threads++) {
     cq_threadpool *tp = NULL;

@@ -16,6 +16,7 @@
 #include "core/threadpool.h"
 #include "cquant/cquant.h"
 #include "kernels/gemm/qgemm.h"
+#include "kernels/quantize/quantize.h"
 #include "quant/qmath.h"
 
 static uint64_t rng_state = 0x243f6a8885a308d3ull;
@@ -502,34 +503,33 @@ static void test_no_overread(void) {
   }
 }
 
-static void count_part(void *ctx, int thread, int64_t begin, int64_t end) {
-  int *hits = ctx;
-  (void)thread;
-  for (int64_t i = begin; i < end; i++) hits[i]++;
-}
-
-static void test_threadpool(void) {
-  int hits[1000];
-  cq_threadpool *tp = NULL;
-  CHECK_STATUS(cq_threadpool_create(-1, &tp), CQ_EINVAL);
-  CHECK_OK(cq_threadpool_create(4, &tp));
-  CHECK_INT_EQ(cq_threadpool_threads(tp), 4);
-  for (int round = 0; round < 200; round++) {
-    const int n = 1 + round * 5;
-    memset(hits, 0, sizeof hits);
-    cq_parallel_for(tp, n, round % 5, count_part, hits);
-    int ok = 1;
-    for (int i = 0; i < n; i++) ok &= hits[i] == 1;
-    CHECK_MSG(ok, "parallel_for over %d items did not visit each exactly once", n);
+/* The range scan of every ISA against the scalar form: min, max and the non-finite flag, over
+ * shapes around the vector widths and blocks, row strides, and NaN / infinities anywhere. */
+static void test_range_kernels(void) {
+  static const size_t cols_list[] = {1, 7, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200, 256, 300};
+  float *x = malloc(sizeof(float) * 3 * 400);
+  for (int i = 0; i < n_isas; i++) {
+    const cq_quantize_kernels k = cq_quantize_kernels_for(isas[i]);
+    for (int trial = 0; trial < 600; trial++) {
+      const size_t rows = 1 + rnd() % 3, cols = cols_list[rnd() % COUNT(cols_list)];
+      const size_t ld = cols + (rnd() % 2 ? rnd() % 50 : 0);
+      for (size_t j = 0; j < 3 * 400; j++) x[j] = (rnd_unit() - 0.4f) * 100.0f;
+      const int kind = (int)(rnd() % 4); /* 0: all finite; 1: NaN; 2: +inf; 3: -inf */
+      if (kind) {
+        const size_t at = (rnd() % rows) * ld + rnd() % cols;
+        x[at] = kind == 1 ? NAN : kind == 2 ? INFINITY : -INFINITY;
+      }
+      float lo, hi, want_lo, want_hi;
+      int bad = -1, want_bad = -1;
+      cq_f32_range__scalar(x, rows, cols, ld, &want_lo, &want_hi, &want_bad);
+      k.range(x, rows, cols, ld, &lo, &hi, &bad);
+      CHECK_MSG(bad == want_bad && (bad || (lo == want_lo && hi == want_hi)),
+                "%s range of %zux%zu (ld %zu, kind %d): [%g, %g] nonfinite %d, want [%g, %g] %d",
+                cq_isa_name(isas[i]), rows, cols, ld, kind, lo, hi, bad, want_lo, want_hi,
+                want_bad);
+    }
   }
-  cq_threadpool_destroy(tp);
-  CHECK_INT_EQ(cq_threadpool_threads(NULL), 1);
-  memset(hits, 0, sizeof hits);
-  cq_parallel_for(NULL, 10, 0, count_part, hits);
-  CHECK(hits[0] == 1 && hits[9] == 1);
-  int64_t b, e;
-  cq_partition(10, 3, 2, &b, &e);
-  CHECK(b == 6 && e == 10);
+  free(x);
 }
 
 int main(void) {
@@ -543,7 +543,7 @@ int main(void) {
   }
   CHECK_OK(cq_threadpool_create(2, &pool2));
   CHECK_OK(cq_threadpool_create(3, &pool3));
-  test_threadpool();
+  test_range_kernels();
   test_errors_and_override();
   test_static_edges();
   test_large_and_wrapping();

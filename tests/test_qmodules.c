@@ -1065,6 +1065,7 @@ static void test_quantize_paths(void) {
         }
         if (pass == 2) {
           x[N - 3] = NAN;
+          x[N / 3] = NAN;
           x[N / 2] = INFINITY;
           x[N - 1] = -INFINITY;
         }
