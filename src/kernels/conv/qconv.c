@@ -307,9 +307,14 @@ fail:
 
 cq_isa cq_qconv_preferred_isa(const cq_qconv_packed *p, cq_isa isa) {
   /* AMX multiplies whole 64-byte K steps, VNNI skips the groups of four bytes that hold no weights
-   * (kvalid): when most of the padded K is padding (few channels per tap: a network's first
-   * layers), the VNNI kernel does less work. Both give the reference's bits. */
-  if (isa == CQ_ISA_AMX && p && !p->depthwise && 2 * p->cg * p->taps < p->k_packed) {
+   * (kvalid): when most of the padded K is padding (few channels per tap), the VNNI GEMM kernel
+   * does about as well (1x1 16->96 on 56x56: 47 vs 50 us). Not so for the few-channel convs that
+   * have a direct path (a network's first layers): the direct kernel writes NCHW whatever the
+   * ISA, and for NHWC outputs their implicit GEMM is faster on AMX (NHWC, 1 thread: 3->32 3x3 s2
+   * on 224x224 135 -> 113 us, s1 on 112x112 121 -> 94, 2->64 on 28x28 9.5 -> 7.9). Both give the
+   * reference's bits. */
+  const int direct = p && p->direct && !p->has_w_zp && (cq_cpu_features() & CQ_CPU_AVX512VBMI2);
+  if (isa == CQ_ISA_AMX && p && !p->depthwise && !direct && 2 * p->cg * p->taps < p->k_packed) {
     return CQ_ISA_AVX512VNNI;
   }
   return isa;
