@@ -4,7 +4,7 @@ CMAKE ?= cmake
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: all test demo install deps clean golden bench test-sanitize fuzz fuzz-build test-aarch64 \
-	bench-aarch64 test-valgrind
+	bench-aarch64 test-valgrind test-tsan
 
 all: $(BUILD)/Makefile
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -25,6 +25,22 @@ test-sanitize:
 	$(CMAKE) -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCQ_SANITIZE=ON
 	$(CMAKE) --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
+
+# The tests that run work on several threads (the pool itself, GEMM, convolutions, Quantize and
+# add, whole models at 1-3 threads) under ThreadSanitizer in their own build folder: any race
+# report fails the run.
+TSAN_BUILD ?= build-tsan
+TSAN_TESTS ?= test_core test_determinism test_qgemm test_qconv_kernels test_qmodules \
+	test_channels_last
+TSAN_FLAGS = -fsanitize=thread
+
+test-tsan:
+	$(CMAKE) -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="$(TSAN_FLAGS)" \
+	  -DCMAKE_EXE_LINKER_FLAGS="$(TSAN_FLAGS)" -DCMAKE_SHARED_LINKER_FLAGS="$(TSAN_FLAGS)"
+	$(CMAKE) --build $(TSAN_BUILD) -j $(JOBS) --target $(TSAN_TESTS)
+	@set -e; for t in $(TSAN_TESTS); do echo "== tsan $$t"; \
+	  (cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ./$$t > /dev/null); done; \
+	  echo "tsan: $(words $(TSAN_TESTS)) tests clean"
 
 # A representative subset under valgrind's memcheck (the file readers, ONNX in and out, graph mode,
 # a static model end to end, the fuzz regressions): any invalid access, uninitialised use or leak

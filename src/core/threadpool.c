@@ -34,7 +34,7 @@ struct cq_threadpool {
   _Atomic uint64_t state;
   atomic_int sleepers;
   atomic_int done; /* ranges of the current job finished */
-  int stop;
+  atomic_int stop; /* set before the generation that tells the workers to exit */
   /* the current job, written before `state` is published and unchanged until it is done */
   cq_parallel_fn fn;
   void *ctx;
@@ -80,7 +80,7 @@ static void *worker_main(void *p) {
   unsigned seen = 0;
   for (;;) {
     seen = wait_for_job(tp, seen);
-    if (tp->stop) break;
+    if (atomic_load_explicit(&tp->stop, memory_order_relaxed)) break;
     take_parts(tp, seen);
   }
   return NULL;
@@ -100,7 +100,7 @@ static unsigned publish(cq_threadpool *tp, int parts) {
 }
 
 static void stop_workers(cq_threadpool *tp) {
-  tp->stop = 1;
+  atomic_store_explicit(&tp->stop, 1, memory_order_relaxed); /* published by the state store */
   publish(tp, 0);
   for (int i = 0; i < tp->started; i++) pthread_join(tp->workers[i], NULL);
   tp->started = 0;
@@ -123,6 +123,7 @@ cq_status cq_threadpool_create(int nthreads, cq_threadpool **out) {
   atomic_init(&tp->state, STATE(0, 0, 0));
   atomic_init(&tp->sleepers, 0);
   atomic_init(&tp->done, 0);
+  atomic_init(&tp->stop, 0);
   cq_status st = CQ_OK;
   if (nthreads > 1) {
     tp->workers = cq_calloc_for((size_t)nthreads - 1, sizeof *tp->workers, "thread pool workers");
