@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "clamp_ref.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "cquant/cquant.h"
@@ -115,12 +116,7 @@ static void run_case(const conv_case *c) {
   cq_status rst = cq_requant_params_set_static(&rq, c->rule, x_scale, w_scale, c->per_channel,
                                                c->has_bias ? bias : NULL, y_scale, c->y_zp,
                                                c->relu);
-  if (rst == CQ_OK && c->clamp) { /* what cq_qconv_create makes of the clamp */
-    if (c->clamp_hi < 255 && c->rule == CQ_RULE_QNNPACK) rst = CQ_EINVAL;
-    if (rq.y_min < c->clamp_lo) rq.y_min = c->clamp_lo;
-    if (rq.y_max > c->clamp_hi) rq.y_max = c->clamp_hi;
-    if (rq.y_min > rq.y_max) rst = CQ_EINVAL;
-  }
+  if (rst == CQ_OK) rst = tb_clamp_reference(c->clamp, c->clamp_lo, c->clamp_hi, c->rule, &rq);
   const int64_t plane = ho * wo;
   for (size_t i = 0; i < yn && rst == CQ_OK; i++) {
     const int64_t o = (int64_t)(i / (size_t)plane) % O;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "clamp_ref.h"
 #include "core/cpu.h"
 #include "core/threadpool.h"
 #include "cquant/cquant.h"
@@ -110,13 +111,7 @@ static void run_static_case(const gemm_case *c) {
   CHECK_OK(cq_requant_params_create(c->n, &rq));
   CHECK_OK(cq_requant_params_set_static(&rq, c->rule, x_scale, d.w_scale, c->per_channel,
                                         c->has_bias ? d.bias : NULL, y_scale, c->y_zp, c->relu));
-  cq_status rst = CQ_OK;
-  if (c->clamp) { /* what cq_qgemm_create makes of the clamp */
-    if (c->clamp_hi < 255 && c->rule == CQ_RULE_QNNPACK) rst = CQ_EINVAL;
-    if (rq.y_min < c->clamp_lo) rq.y_min = c->clamp_lo;
-    if (rq.y_max > c->clamp_hi) rq.y_max = c->clamp_hi;
-    if (rq.y_min > rq.y_max) rst = CQ_EINVAL;
-  }
+  const cq_status rst = tb_clamp_reference(c->clamp, c->clamp_lo, c->clamp_hi, c->rule, &rq);
   if (rst == CQ_OK) {
     cq_requant__scalar((size_t)c->m, (size_t)c->n, acc, (size_t)c->n, &rq, 0, want,
                        (size_t)c->ldy);

@@ -313,7 +313,6 @@ static int64_t nhwc_to_logical(const int64_t *shape, int64_t k) {
   return ((n * C + c) * H + h) * W + w;
 }
 
-
 cq_status cq_qop_add(const cq_module *m, cq_ctx *ctx, const cq_tensor *a, const cq_tensor *b,
                      float scale, int32_t zero_point, int relu, cq_backend engine,
                      cq_qlayout layout, cq_tensor **y) {
