@@ -1,10 +1,8 @@
-/* nn.Linear: y = x W^T + b over the last dimension; any leading dimensions. */
-#include <string.h>
-
+/* nn.Linear: y = x W^T + b over the last dimension; any leading dimensions (layer_math.c). */
 #include "core/alloc.h"
 #include "cquant/modules.h"
-#include "kernels/fgemm/sgemm.h"
 #include "nn/init.h"
+#include "nn/layer_math.h"
 #include "nn/layers.h"
 #include "nn/module_impl.h"
 
@@ -18,54 +16,21 @@ static cq_status linear_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *c
   (void)nin;
   (void)nout;
   const linear_impl *p = m->impl;
-  const cq_tensor *x = in[0];
-  if (x->dtype != CQ_F32) return cq_module_fail(m, CQ_EINVAL, "input must be float32");
-  if (x->ndim < 1 || x->shape[x->ndim - 1] != p->in_features) {
-    char s[128];
-    return cq_module_fail(m, CQ_ESHAPE, "input of shape %s does not end in in_features=%lld",
-                          cq_shape_str(x->ndim, x->shape, s, sizeof s), (long long)p->in_features);
-  }
-  int64_t shape[CQ_MAX_DIMS];
-  memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
-  shape[x->ndim - 1] = p->out_features;
-  cq_tensor *y;
-  cq_status st = cq_ctx_tensor(ctx, CQ_F32, x->ndim, shape, &y);
-  if (st != CQ_OK) return st;
-  const int64_t rows = cq_tensor_numel(x) / (p->in_features ? p->in_features : 1);
-  const cq_tensor *w = m->tensors[0].tensor;
-  float *yd = y->data;
-  if (p->bias) {
-    const float *b = m->tensors[1].tensor->data;
-    for (int64_t r = 0; r < rows; r++) memcpy(yd + r * p->out_features, b, sizeof(float) * (size_t)p->out_features);
-  }
-  cq_sgemm(0, 1, rows, p->out_features, p->in_features, 1.0f, x->data, p->in_features, w->data,
-           p->in_features, p->bias ? 1.0f : 0.0f, yd, p->out_features);
-  out[0] = y;
-  return CQ_OK;
+  const float *b = p->bias ? m->tensors[1].tensor->data : NULL;
+  return cq_linear_f32_forward(m, p->in_features, p->out_features, in[0],
+                               m->tensors[0].tensor->data, b, ctx, out);
 }
 
 static cq_status linear_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e,
                                  cq_tensor *const *gout, cq_tensor **gin) {
   const linear_impl *p = m->impl;
   const cq_tensor *x = e->in[0];
-  const cq_tensor *gy = gout[0];
-  const int64_t rows = cq_tensor_numel(x) / (p->in_features ? p->in_features : 1);
-  cq_named_tensor *w = &m->tensors[0];
   cq_tensor *gx;
   cq_status st = cq_ctx_tensor(ctx, CQ_F32, x->ndim, x->shape, &gx);
   if (st != CQ_OK) return st;
-  /* gx = gy W ; gW += gy^T x ; gb += sum_rows gy */
-  cq_sgemm(0, 0, rows, p->in_features, p->out_features, 1.0f, gy->data, p->out_features,
-           w->tensor->data, p->in_features, 0.0f, gx->data, p->in_features);
-  cq_sgemm(1, 0, p->out_features, p->in_features, rows, 1.0f, gy->data, p->out_features, x->data,
-           p->in_features, 1.0f, w->grad->data, p->in_features);
-  if (p->bias) {
-    float *gb = m->tensors[1].grad->data;
-    const float *g = gy->data;
-    for (int64_t r = 0; r < rows; r++) {
-      for (int64_t j = 0; j < p->out_features; j++) gb[j] += g[r * p->out_features + j];
-    }
-  }
+  cq_linear_f32_backward(p->in_features, p->out_features, x, m->tensors[0].tensor->data,
+                         gout[0]->data, gx->data, m->tensors[0].grad->data,
+                         p->bias ? m->tensors[1].grad->data : NULL);
   gin[0] = gx;
   return CQ_OK;
 }

@@ -13,7 +13,7 @@
 #include "cquant/modules.h"
 #include "nn/layers.h"
 #include "nn/qat/fake_quant.h"
-#include "nn/qat/qat_math.h"
+#include "nn/layer_math.h"
 #include "nn/qat/qat_modules.h"
 
 /* ---- float fused containers -------------------------------------------------------------------- */
@@ -264,10 +264,10 @@ static cq_status part_forward(cq_module *part, cq_ctx *ctx, int nin, cq_tensor *
   cq_tensor *conv = NULL, *y = NULL;
   if (st == CQ_OK) {
     if (p->dims == 0) {
-      st = cq_qat_linear_forward(m, p->in_features, p->out_features, in[0], s->wq, NULL, ctx,
+      st = cq_linear_f32_forward(m, p->in_features, p->out_features, in[0], s->wq, NULL, ctx,
                                  &conv);
     } else {
-      st = cq_qat_conv_forward(m, &p->conv, p->dims, in[0], s->wq, NULL, ctx, &conv);
+      st = cq_conv_f32_forward(m, &p->conv, p->dims, in[0], s->wq, NULL, ctx, &conv);
     }
   }
   if (st == CQ_OK) st = cq_ctx_tensor(ctx, CQ_F32, conv->ndim, conv->shape, &y);
@@ -348,9 +348,9 @@ static cq_status part_backward(cq_module *part, cq_ctx *ctx, const cq_tape_entry
     dsf[c] = ssum;
   }
   if (p->dims == 0) {
-    cq_qat_linear_backward(p->in_features, p->out_features, x, s->wq, gconv, gx->data, gwq, NULL);
+    cq_linear_f32_backward(p->in_features, p->out_features, x, s->wq, gconv, gx->data, gwq, NULL);
   } else {
-    st = cq_qat_conv_backward(m, &p->conv, p->dims, x, s->wq, gconv, gx->data, gwq, NULL);
+    st = cq_conv_f32_backward(m, &p->conv, p->dims, x, s->wq, gconv, gx->data, gwq, NULL);
   }
   /* W * sf: dW = dWs * sf; dsf += sum(dWs * W); sf = gamma / rs: dgamma += dsf / rs */
   if (st == CQ_OK) {

@@ -9,7 +9,7 @@
 #include "nn/fused.h"
 #include "nn/layers.h"
 #include "nn/qat/fake_quant.h"
-#include "nn/qat/qat_math.h"
+#include "nn/layer_math.h"
 
 static void qat_destroy(void *impl) {
   cq_qat_impl *p = impl;
@@ -109,9 +109,9 @@ static cq_status leaf_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *con
   const float *bias = b ? b->tensor->data : NULL;
   cq_tensor *y = NULL;
   if (p->dims == 0) {
-    st = cq_qat_linear_forward(m, p->in_features, p->out_features, in[0], s->wq, bias, ctx, &y);
+    st = cq_linear_f32_forward(m, p->in_features, p->out_features, in[0], s->wq, bias, ctx, &y);
   } else {
-    st = cq_qat_conv_forward(m, &p->conv, p->dims, in[0], s->wq, bias, ctx, &y);
+    st = cq_conv_f32_forward(m, &p->conv, p->dims, in[0], s->wq, bias, ctx, &y);
   }
   if (st == CQ_OK && has_relu(p->kind)) {
     float *yd = y->data;
@@ -157,9 +157,9 @@ static cq_status leaf_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *e
   }
   float *gb = b ? b->grad->data : NULL;
   if (p->dims == 0) {
-    cq_qat_linear_backward(p->in_features, p->out_features, x, s->wq, gy, gx->data, gwq, gb);
+    cq_linear_f32_backward(p->in_features, p->out_features, x, s->wq, gy, gx->data, gwq, gb);
   } else {
-    st = cq_qat_conv_backward(m, &p->conv, p->dims, x, s->wq, gy, gx->data, gwq, gb);
+    st = cq_conv_f32_backward(m, &p->conv, p->dims, x, s->wq, gy, gx->data, gwq, gb);
   }
   if (st == CQ_OK) st = cq_post_process_grad(weight_post(m), s->pp, w->tensor, gwq, gwq);
   if (st == CQ_OK) {
