@@ -44,6 +44,29 @@ cq_status cq_module_new(const cq_module_type *type, void *impl, cq_module **out)
   return CQ_OK;
 }
 
+cq_status cq_module_new_weighted(const cq_module_type *type, void *impl, cq_tensor *weight,
+                                 cq_tensor *bias, cq_module **out) {
+  cq_module *m;
+  cq_status st = cq_module_new(type, impl, &m);
+  if (st != CQ_OK) {
+    cq_tensor_free(weight);
+    cq_tensor_free(bias);
+    return st;
+  }
+  st = cq_module_add_buffer(m, "weight", weight);
+  if (st == CQ_OK && bias) {
+    st = cq_module_add_buffer(m, "bias", bias);
+  } else {
+    cq_tensor_free(bias);
+  }
+  if (st != CQ_OK) {
+    cq_module_free(m);
+    return st;
+  }
+  *out = m;
+  return CQ_OK;
+}
+
 void cq_module_free(cq_module *m) {
   if (!m) return;
   for (int i = 0; i < m->nchildren; i++) {

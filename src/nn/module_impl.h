@@ -81,6 +81,10 @@ struct cq_tape_entry {
 
 /* Creates a module of `type` owning `impl` (freed with the type's destroy_impl on failure too). */
 cq_status cq_module_new(const cq_module_type *type, void *impl, cq_module **out);
+/* The same with the buffers "weight" and, when bias is not NULL, "bias" (the quantized layers'
+ * form); owns impl, weight and bias from the call on, whatever it returns. */
+cq_status cq_module_new_weighted(const cq_module_type *type, void *impl, cq_tensor *weight,
+                                 cq_tensor *bias, cq_module **out);
 /* Registers a parameter (with a zero gradient) or a buffer; takes ownership of `t`. */
 cq_status cq_module_add_parameter(cq_module *m, const char *name, cq_tensor *t);
 cq_status cq_module_add_buffer(cq_module *m, const char *name, cq_tensor *t);

@@ -145,24 +145,10 @@ cq_status cq_qmodule_dynamic_linear(cq_module **out, int64_t in_features, int64_
     dyn_linear_destroy(p);
     return cq_fail_context(st, "%s", name);
   }
-  cq_module *m = NULL;
-  st = cq_module_new(relu ? &dyn_linear_relu_type : &dyn_linear_type, p, &m);
-  if (st != CQ_OK) {
-    cq_tensor_free(qw);
-    cq_tensor_free(b);
-    return st;
-  }
+  cq_module *m;
+  st = cq_module_new_weighted(relu ? &dyn_linear_relu_type : &dyn_linear_type, p, qw, b, &m);
+  if (st != CQ_OK) return st;
   m->training = 0; /* inference only */
-  st = cq_module_add_buffer(m, "weight", qw);
-  if (st == CQ_OK && b) {
-    st = cq_module_add_buffer(m, "bias", b);
-  } else if (b) {
-    cq_tensor_free(b);
-  }
-  if (st != CQ_OK) {
-    cq_module_free(m);
-    return st;
-  }
   *out = m;
   return CQ_OK;
 }

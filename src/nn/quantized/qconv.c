@@ -411,25 +411,7 @@ cq_status cq_qmodule_conv(cq_module **out, const cq_conv_options *options, int d
     cq_tensor_free(b);
     return cq_fail_context(st, "%s", who);
   }
-  cq_module *m;
-  st = cq_module_new(type, p, &m);
-  if (st != CQ_OK) {
-    cq_tensor_free(qw);
-    cq_tensor_free(b);
-    return st;
-  }
-  st = cq_module_add_buffer(m, "weight", qw);
-  if (st == CQ_OK && b) {
-    st = cq_module_add_buffer(m, "bias", b);
-  } else {
-    cq_tensor_free(b);
-  }
-  if (st != CQ_OK) {
-    cq_module_free(m);
-    return st;
-  }
-  *out = m;
-  return CQ_OK;
+  return cq_module_new_weighted(type, p, qw, b, out);
 }
 
 int cq_qmodule_describe_conv(const cq_module *m, cq_qmodule_info *info) {

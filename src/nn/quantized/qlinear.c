@@ -166,25 +166,7 @@ cq_status cq_qmodule_linear(cq_module **out, int64_t in_features, int64_t out_fe
     qlinear_destroy(p);
     return cq_fail_context(st, "%s", who);
   }
-  cq_module *m;
-  st = cq_module_new(relu ? &qlinear_relu_type : &qlinear_type, p, &m);
-  if (st != CQ_OK) {
-    cq_tensor_free(qw);
-    cq_tensor_free(b);
-    return st;
-  }
-  st = cq_module_add_buffer(m, "weight", qw);
-  if (st == CQ_OK && b) {
-    st = cq_module_add_buffer(m, "bias", b);
-  } else {
-    cq_tensor_free(b);
-  }
-  if (st != CQ_OK) {
-    cq_module_free(m);
-    return st;
-  }
-  *out = m;
-  return CQ_OK;
+  return cq_module_new_weighted(relu ? &qlinear_relu_type : &qlinear_type, p, qw, b, out);
 }
 
 int cq_qmodule_describe_linear(const cq_module *m, cq_qmodule_info *info) {
