@@ -83,25 +83,27 @@ static int all_equal(int dims, const int64_t *v, int64_t value) {
   return 1;
 }
 
-/* _ConvNd.extra_repr: non-default padding, dilation, groups and bias only. */
-static void conv_extra_repr(const cq_module *m, cq_strbuf *sb) {
-  const conv_impl *p = m->impl;
-  const cq_conv_options *o = &p->o;
+void cq_conv_append_repr(cq_strbuf *sb, int dims, const cq_conv_options *o) {
   cq_strbuf_appendf(sb, "%lld, %lld, kernel_size=", (long long)o->in_channels,
                     (long long)o->out_channels);
-  append_tuple(sb, o->kernel_1tuple ? 1 : p->dims, o->kernel_size);
+  append_tuple(sb, o->kernel_1tuple ? 1 : dims, o->kernel_size);
   cq_strbuf_append(sb, ", stride=");
-  append_tuple(sb, p->dims, o->stride);
-  if (!all_equal(p->dims, o->padding, 0)) {
+  append_tuple(sb, dims, o->stride);
+  if (!all_equal(dims, o->padding, 0)) {
     cq_strbuf_append(sb, ", padding=");
-    append_tuple(sb, p->dims, o->padding);
+    append_tuple(sb, dims, o->padding);
   }
-  if (!all_equal(p->dims, o->dilation, 1)) {
+  if (!all_equal(dims, o->dilation, 1)) {
     cq_strbuf_append(sb, ", dilation=");
-    append_tuple(sb, p->dims, o->dilation);
+    append_tuple(sb, dims, o->dilation);
   }
   if (o->groups != 1) cq_strbuf_appendf(sb, ", groups=%lld", (long long)o->groups);
   if (!o->bias) cq_strbuf_append(sb, ", bias=False");
+}
+
+static void conv_extra_repr(const cq_module *m, cq_strbuf *sb) {
+  const conv_impl *p = m->impl;
+  cq_conv_append_repr(sb, p->dims, &p->o);
 }
 
 static const cq_module_type conv1d_type = {

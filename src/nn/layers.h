@@ -14,6 +14,9 @@ int cq_module_is(const cq_module *m, const char *type_name);
 /* Conv1d / Conv2d: the options it was built with and its dimensionality (1 or 2). CQ_EINVAL for
  * another module. */
 cq_status cq_conv_describe(const cq_module *m, cq_conv_options *options, int *dims);
+/* _ConvNd.extra_repr of a convolution with these options: "2, 64, kernel_size=(3, 3),
+ * stride=(1, 1)" and the non-default padding, dilation, groups and bias only. */
+void cq_conv_append_repr(cq_strbuf *sb, int dims, const cq_conv_options *o);
 
 /* Linear: sizes and whether it has a bias. */
 cq_status cq_linear_describe(const cq_module *m, int64_t *in_features, int64_t *out_features,

@@ -11,9 +11,9 @@
 
 #include "core/alloc.h"
 #include "cquant/modules.h"
+#include "nn/layer_math.h"
 #include "nn/layers.h"
 #include "nn/qat/fake_quant.h"
-#include "nn/layer_math.h"
 #include "nn/qat/qat_modules.h"
 
 /* ---- float fused containers -------------------------------------------------------------------- */

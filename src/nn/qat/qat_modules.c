@@ -7,9 +7,9 @@
 #include "core/alloc.h"
 #include "cquant/quantization.h"
 #include "nn/fused.h"
+#include "nn/layer_math.h"
 #include "nn/layers.h"
 #include "nn/qat/fake_quant.h"
-#include "nn/layer_math.h"
 
 static void qat_destroy(void *impl) {
   cq_qat_impl *p = impl;
@@ -21,21 +21,6 @@ static void qat_destroy(void *impl) {
 
 /* --- printing ----------------------------------------------------------------------------------- */
 
-static void append_tuple(cq_strbuf *sb, int dims, const int64_t *v) {
-  if (dims == 1) {
-    cq_strbuf_appendf(sb, "(%lld,)", (long long)v[0]);
-  } else {
-    cq_strbuf_appendf(sb, "(%lld, %lld)", (long long)v[0], (long long)v[1]);
-  }
-}
-
-static int all_equal(int dims, const int64_t *v, int64_t value) {
-  for (int d = 0; d < dims; d++) {
-    if (v[d] != value) return 0;
-  }
-  return 1;
-}
-
 void cq_qat_extra_repr(const cq_module *m, cq_strbuf *sb) {
   const cq_qat_impl *p = m->impl;
   if (p->dims == 0) {
@@ -44,22 +29,7 @@ void cq_qat_extra_repr(const cq_module *m, cq_strbuf *sb) {
                       p->bias ? "True" : "False");
     return;
   }
-  const cq_conv_options *o = &p->conv;
-  cq_strbuf_appendf(sb, "%lld, %lld, kernel_size=", (long long)o->in_channels,
-                    (long long)o->out_channels);
-  append_tuple(sb, p->dims, o->kernel_size);
-  cq_strbuf_append(sb, ", stride=");
-  append_tuple(sb, p->dims, o->stride);
-  if (!all_equal(p->dims, o->padding, 0)) {
-    cq_strbuf_append(sb, ", padding=");
-    append_tuple(sb, p->dims, o->padding);
-  }
-  if (!all_equal(p->dims, o->dilation, 1)) {
-    cq_strbuf_append(sb, ", dilation=");
-    append_tuple(sb, p->dims, o->dilation);
-  }
-  if (o->groups != 1) cq_strbuf_appendf(sb, ", groups=%lld", (long long)o->groups);
-  if (!p->bias) cq_strbuf_append(sb, ", bias=False");
+  cq_conv_append_repr(sb, p->dims, &p->conv);
 }
 
 /* --- forward and backward of Linear, LinearReLU, Conv2d, ConvReLU2d ----------------------------- */
