@@ -89,7 +89,7 @@ bench-aarch64:
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= npy idx safetensors observe onnx
+FUZZ_TARGETS ?= npy idx safetensors observe onnx onnx_run
 
 fuzz-build:
 	$(CMAKE) -S fuzz -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -38,13 +38,16 @@ for t in "$@"; do
   work=$build/corpus/$t
   crashes=$build/crashes/$t
   log=$build/fuzz_$t.log
+  # a harness without seeds of its own starts from its format's: onnx_run from onnx
+  seeds=$here/corpus/$t
+  [ -d "$seeds" ] || seeds=$here/corpus/${t%%_*}
   mkdir -p "$work" "$crashes"
   dict=()
   if [ -f "$here/$t.dict" ]; then dict=("-dict=$here/$t.dict"); fi
   echo "fuzz_$t: ${seconds}s, log in $log"
   # shellcheck disable=SC2086
   "$bin" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=4096 \
-    -artifact_prefix="$crashes/" "${dict[@]}" ${FUZZ_ARGS:-} "$work" "$here/corpus/$t" \
+    -artifact_prefix="$crashes/" "${dict[@]}" ${FUZZ_ARGS:-} "$work" "$seeds" \
     >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

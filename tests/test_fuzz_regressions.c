@@ -31,6 +31,7 @@
 #include "../fuzz/fuzz_npy.c"
 #include "../fuzz/fuzz_observe.c"
 #include "../fuzz/fuzz_onnx.c"
+#include "../fuzz/fuzz_onnx_run.c"
 #include "../fuzz/fuzz_safetensors.c"
 
 #define REGRESSIONS_DIR CQ_TEST_DATA_DIR "/fuzz_regressions"
@@ -40,14 +41,16 @@
 typedef struct fuzz_target {
   const char *name;
   int (*one)(const uint8_t *data, size_t size);
+  const char *seeds; /* the seed corpus folder when it is another harness's, else NULL */
 } fuzz_target;
 
 static const fuzz_target targets[] = {
-    {"npy", cq_fuzz_npy_one},
-    {"idx", cq_fuzz_idx_one},
-    {"safetensors", cq_fuzz_safetensors_one},
-    {"observe", cq_fuzz_observe_one},
-    {"onnx", cq_fuzz_onnx_one},
+    {"npy", cq_fuzz_npy_one, NULL},
+    {"idx", cq_fuzz_idx_one, NULL},
+    {"safetensors", cq_fuzz_safetensors_one, NULL},
+    {"observe", cq_fuzz_observe_one, NULL},
+    {"onnx", cq_fuzz_onnx_one, NULL},
+    {"onnx_run", cq_fuzz_onnx_run_one, "onnx"},
 };
 
 static const char *current_input = "";
@@ -191,7 +194,8 @@ int main(void) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", REGRESSIONS_DIR, targets[i].name);
     int regressions = replay_dir(&targets[i], dir);
-    snprintf(dir, sizeof dir, "%s/%s", CORPUS_DIR, targets[i].name);
+    snprintf(dir, sizeof dir, "%s/%s", CORPUS_DIR,
+             targets[i].seeds ? targets[i].seeds : targets[i].name);
     int seeds = replay_dir(&targets[i], dir);
     CHECK_MSG(seeds > 0, "no seed corpus for %s in %s", targets[i].name, dir);
     printf("fuzz_%s: replayed %d regression inputs and %d seeds\n", targets[i].name, regressions,

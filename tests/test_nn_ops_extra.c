@@ -897,10 +897,45 @@ static void test_alloc_failures(void) {
   CHECK(failures > 0 && successes > 0);
 }
 
+/* Reshape entries whose product passes INT64_MAX (an ONNX file can hold any int64) are a shape
+ * error, not an overflow; with an empty dimension the product is 0 whatever the others are. */
+static void test_reshape_huge_entries(void) {
+  const int64_t xs[3] = {2, 2, 1}, empty_xs[3] = {0, 3, 5};
+  const int64_t huge[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
+  const int64_t huge_infer[3] = {(int64_t)1 << 62, 4, -1};
+  const int64_t huge_empty[3] = {0, (int64_t)1 << 40, (int64_t)1 << 40};
+  const int64_t *shapes[3] = {huge, huge_infer, huge_empty};
+  const int counts[3] = {2, 3, 3};
+  for (int i = 0; i < 3; i++) {
+    cq_module *m = NULL;
+    cq_ctx *ctx = NULL;
+    cq_tensor *x = NULL, *y = NULL;
+    CHECK_STATUS(cq_reshape(&m, counts[i], shapes[i]), CQ_OK);
+    CHECK_STATUS(cq_ctx_create(&ctx), CQ_OK);
+    CHECK_STATUS(cq_tensor_create(&x, CQ_F32, 3, i == 2 ? empty_xs : xs), CQ_OK);
+    if (m && ctx && x) {
+      const cq_status st = cq_module_forward1(m, ctx, x, &y);
+      if (i < 2) {
+        CHECK_STATUS(st, CQ_ESHAPE);
+        CHECK_MSG(strstr(cq_last_error(), "more elements than any tensor") != NULL, "got: %s",
+                  cq_last_error());
+      } else {
+        /* an empty input fits: the leading 0 copies its dimension, 0 elements either way */
+        CHECK_STATUS(st, CQ_OK);
+        CHECK(y && cq_tensor_numel(y) == 0 && y->shape[1] == ((int64_t)1 << 40));
+      }
+    }
+    cq_tensor_free(x);
+    cq_ctx_free(ctx);
+    cq_module_free(m);
+  }
+}
+
 int main(void) {
   test_golden();
   test_reprs();
   test_bad_arguments();
+  test_reshape_huge_entries();
   test_describe();
   test_dtypes();
   test_convert_mul();

@@ -12,6 +12,7 @@
  * constructor; those that depend on the input (a 0 entry past the input's rank, a size that does
  * not divide, an axis out of range, squeezing a dimension that is not 1) fail the forward, naming
  * the module. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,7 @@ static cq_status reshape_shape(const cq_module *m, const shape_impl *p, const cq
   char sx[128];
   int infer = -1;
   int64_t known = 1;
+  int empty = 0, huge = 0; /* an entry is 0; the product of the others passes INT64_MAX */
   for (int i = 0; i < p->n; i++) {
     int64_t v = p->values[i];
     if (v == 0) {
@@ -69,11 +71,23 @@ static cq_status reshape_shape(const cq_module *m, const shape_impl *p, const cq
     shape[i] = v;
     if (v == -1) {
       infer = i;
+    } else if (v == 0) {
+      empty = 1;
+    } else if (known > INT64_MAX / v) {
+      huge = 1;
     } else {
       known *= v;
     }
   }
   const int64_t numel = cq_tensor_numel(x);
+  if (empty) {
+    known = 0;
+  } else if (huge) {
+    char so[128];
+    return cq_module_fail(m, CQ_ESHAPE, "shape %s has more elements than any tensor can (the "
+                          "input %s has %lld)", cq_shape_str(p->n, shape, so, sizeof so),
+                          cq_shape_str(x->ndim, x->shape, sx, sizeof sx), (long long)numel);
+  }
   if (infer >= 0) {
     if (known == 0 || numel % known != 0) {
       return cq_module_fail(m, CQ_ESHAPE, "cannot infer the -1 entry: the input %s has %lld "

@@ -1,0 +1,156 @@
+/* libFuzzer harness for running what the ONNX importer accepts: the bytes fuzz_onnx gets (its
+ * seeds, fuzz/corpus/onnx), loaded with cq_onnx_load_buffer, then run and quantized as `cquant
+ * run` and `cquant quantize` do: a forward on inputs of the file's declared shapes (dynamic
+ * dimensions 1), then prepare (graph mode, static), calibration on the same inputs, convert and a
+ * forward of the int8 model; then, on the model loaded again, dynamic quantization and a forward.
+ * The engine (x86, fbgemm, qnnpack, onednn) comes from the input's last byte.
+ *
+ * Checks, besides crashes, leaks and undefined behaviour: every failing call returns a known
+ * status with a one-line message; a forward that succeeds gives one tensor per graph output.
+ * Models whose inputs hold more than RUN_MAX_ELEMENTS elements, or whose declared inputs do not
+ * match the graph's, are only loaded (a bound on the time per input). */
+#include "fuzz_common.h"
+#include "io/onnx_proto.h"
+
+#define RUN_MAX_ELEMENTS 4096
+#define RUN_MAX_IO 8
+
+typedef struct run_inputs {
+  int n;
+  cq_tensor *t[RUN_MAX_IO];
+} run_inputs;
+
+static void run_inputs_free(run_inputs *r) {
+  for (int i = 0; i < r->n; i++) cq_tensor_free(r->t[i]);
+  r->n = 0;
+}
+
+static int is_initializer(const Onnx__GraphProto *g, const char *name) {
+  for (size_t k = 0; name && k < g->n_initializer; k++) {
+    if (g->initializer[k]->name && strcmp(g->initializer[k]->name, name) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Tensors of the declared shape of every graph input that is not an initializer, filled with a
+ * pattern in [-3, 3]. 0 when there are none to make (no shape, too many elements, a count that
+ * is not the graph's). */
+static int make_inputs(const uint8_t *data, size_t size, const cq_module *m, run_inputs *r) {
+  r->n = 0;
+  Onnx__ModelProto *model = NULL;
+  if (cq_onnx_decode(data, size, "fuzz.onnx", &model) != CQ_OK) return 0;
+  const Onnx__GraphProto *g = model->graph;
+  int ok = g != NULL;
+  for (size_t i = 0; ok && i < g->n_input; i++) {
+    const Onnx__ValueInfoProto *vi = g->input[i];
+    if (!vi || is_initializer(g, vi->name)) continue;
+    const Onnx__TypeProto *tp = vi->type;
+    if (r->n == RUN_MAX_IO || !tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
+        !tp->tensor_type || !tp->tensor_type->shape ||
+        tp->tensor_type->shape->n_dim > CQ_MAX_DIMS) {
+      ok = 0;
+      break;
+    }
+    const Onnx__TensorShapeProto *sh = tp->tensor_type->shape;
+    int64_t shape[CQ_MAX_DIMS];
+    int64_t numel = 1;
+    for (size_t d = 0; d < sh->n_dim; d++) {
+      const Onnx__TensorShapeProto__Dimension *dim = sh->dim[d];
+      const int fixed =
+          dim && dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      shape[d] = fixed ? dim->dim_value : 1;
+      if (shape[d] < 0 || shape[d] > RUN_MAX_ELEMENTS) ok = 0;
+      if (ok) numel *= shape[d];
+      if (numel > RUN_MAX_ELEMENTS) ok = 0;
+    }
+    if (ok && cq_tensor_create(&r->t[r->n], CQ_F32, (int)sh->n_dim, shape) != CQ_OK) ok = 0;
+    if (!ok) break;
+    float *v = r->t[r->n]->data;
+    for (int64_t e = 0; e < numel; e++) {
+      const uint32_t h = (uint32_t)(e + 1) * 2654435761u + (uint32_t)r->n * 40503u;
+      v[e] = (float)((h >> 16) % 97) / 16.0f - 3.0f;
+    }
+    r->n++;
+  }
+  cq_onnx_model_free(model);
+  if (!ok || r->n != cq_graph_num_inputs(m)) {
+    run_inputs_free(r);
+    return 0;
+  }
+  return 1;
+}
+
+static int graph_outputs(const cq_module *m) {
+  int n = 0;
+  const int *v = NULL;
+  cq_graph_outputs(m, &n, &v);
+  return n > 0 ? n : 1;
+}
+
+/* One forward: 1 when it succeeded, else the failure is checked and 0. */
+static int run_once(const char *what, cq_module *m, cq_ctx *ctx, const run_inputs *r) {
+  cq_tensor *out[RUN_MAX_IO] = {0};
+  const int nout = graph_outputs(m);
+  if (nout > RUN_MAX_IO) return 0;
+  cq_ctx_reset(ctx);
+  cq_status st = cq_module_forward(m, ctx, r->n, r->t, nout, out);
+  if (st != CQ_OK) {
+    cq_fuzz_check_failure(what, st);
+    return 0;
+  }
+  for (int i = 0; i < nout; i++) {
+    if (!out[i]) cq_fuzz_violation("%s succeeded without output %d of %d", what, i, nout);
+  }
+  return 1;
+}
+
+/* A call of the quantization passes: 1 when it succeeded, else the failure is checked and 0. */
+static int pass_ok(const char *what, cq_status st) {
+  if (st == CQ_OK) return 1;
+  cq_fuzz_check_failure(what, st);
+  return 0;
+}
+
+int cq_fuzz_onnx_run_one(const uint8_t *data, size_t size) {
+  cq_module *m = NULL;
+  if (cq_onnx_load_buffer(data, size, "fuzz.onnx", &m) != CQ_OK) return 0;
+  run_inputs r;
+  cq_ctx *ctx = NULL;
+  if (make_inputs(data, size, m, &r) && cq_ctx_create(&ctx) == CQ_OK) {
+    cq_graph_quant_options o = cq_graph_quant_defaults();
+    o.backend = (cq_backend)(size ? data[size - 1] % CQ_BACKEND_COUNT : 0);
+    if (run_once("float forward", m, ctx, &r) &&
+        pass_ok("cq_prepare_graph", cq_prepare_graph(m, &o)) &&
+        run_once("calibration forward", m, ctx, &r) &&
+        pass_ok("cq_convert_graph", cq_convert_graph(m, &o))) {
+      /* the functional ops read the global engine at call time, as in PyTorch */
+      cq_set_quantized_engine(o.backend);
+      run_once("int8 forward", m, ctx, &r);
+      cq_set_quantized_engine(CQ_BACKEND_X86);
+    }
+    cq_module_free(m);
+    m = NULL;
+    if (cq_onnx_load_buffer(data, size, "fuzz.onnx", &m) != CQ_OK) {
+      cq_fuzz_violation("a model that loaded once does not load again: %s", cq_last_error());
+    } else if (pass_ok("cq_quantize_dynamic_graph", cq_quantize_dynamic_graph(m, &o))) {
+      run_once("dynamic int8 forward", m, ctx, &r);
+    }
+  }
+  cq_ctx_free(ctx);
+  run_inputs_free(&r);
+  cq_module_free(m);
+  return 0;
+}
+
+#ifndef CQ_FUZZ_NO_MAIN
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  cq_set_warning_handler(cq_fuzz_quiet_warning, NULL);
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  return cq_fuzz_onnx_run_one(data, size);
+}
+#endif
