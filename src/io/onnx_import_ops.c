@@ -561,40 +561,20 @@ static cq_status div_(oi_importer *im, const Onnx__NodeProto *n) { return binary
 
 /* ---- activations ---- */
 
-static cq_status relu(oi_importer *im, const Onnx__NodeProto *n) {
-  (void)n;
-  cq_module *m = NULL;
-  cq_status st = cq_relu(&m);
-  return simple(im, st, m);
-}
+/* Ops without attributes that keep their input's shape: one module from its constructor. */
+#define SHAPE_KEEPING_OP(fn, ctor)                                 \
+  static cq_status fn(oi_importer *im, const Onnx__NodeProto *n) { \
+    (void)n;                                                       \
+    cq_module *m = NULL;                                           \
+    cq_status st = ctor(&m);                                       \
+    return simple(im, st, m);                                      \
+  }
 
-static cq_status sigmoid(oi_importer *im, const Onnx__NodeProto *n) {
-  (void)n;
-  cq_module *m = NULL;
-  cq_status st = cq_sigmoid(&m);
-  return simple(im, st, m);
-}
-
-static cq_status tanh_(oi_importer *im, const Onnx__NodeProto *n) {
-  (void)n;
-  cq_module *m = NULL;
-  cq_status st = cq_tanh(&m);
-  return simple(im, st, m);
-}
-
-static cq_status hardswish(oi_importer *im, const Onnx__NodeProto *n) {
-  (void)n;
-  cq_module *m = NULL;
-  cq_status st = cq_hardswish(&m);
-  return simple(im, st, m);
-}
-
-static cq_status identity(oi_importer *im, const Onnx__NodeProto *n) {
-  (void)n;
-  cq_module *m = NULL;
-  cq_status st = cq_identity(&m);
-  return simple(im, st, m);
-}
+SHAPE_KEEPING_OP(relu, cq_relu)
+SHAPE_KEEPING_OP(sigmoid, cq_sigmoid)
+SHAPE_KEEPING_OP(tanh_, cq_tanh)
+SHAPE_KEEPING_OP(hardswish, cq_hardswish)
+SHAPE_KEEPING_OP(identity, cq_identity)
 
 /* Dropout in inference is the identity; a mask output or training_mode=1 is not supported. */
 static cq_status dropout(oi_importer *im, const Onnx__NodeProto *node) {
