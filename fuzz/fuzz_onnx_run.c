@@ -2,7 +2,8 @@
  * seeds, fuzz/corpus/onnx), loaded with cq_onnx_load_buffer, then run and quantized as `cquant
  * run` and `cquant quantize` do: a forward on inputs of the file's declared shapes (dynamic
  * dimensions 1), then prepare (graph mode, static), calibration on the same inputs, convert and a
- * forward of the int8 model; then, on the model loaded again, dynamic quantization and a forward.
+ * forward of the int8 model; then, on the model loaded again, dynamic quantization and a forward;
+ * then, loaded once more, QAT: prepare_qat, a training forward and backward, convert and a forward.
  * The engine (x86, fbgemm, qnnpack, onednn) comes from the input's last byte.
  *
  * Checks, besides crashes, leaks and undefined behaviour: every failing call returns a known
@@ -87,8 +88,10 @@ static int graph_outputs(const cq_module *m) {
   return n > 0 ? n : 1;
 }
 
-/* One forward: 1 when it succeeded, else the failure is checked and 0. */
-static int run_once(const char *what, cq_module *m, cq_ctx *ctx, const run_inputs *r) {
+/* One forward (first output to *first when not NULL): 1 when it succeeded, else the failure is
+ * checked and 0. */
+static int run_once(const char *what, cq_module *m, cq_ctx *ctx, const run_inputs *r,
+                    cq_tensor **first) {
   cq_tensor *out[RUN_MAX_IO] = {0};
   const int nout = graph_outputs(m);
   if (nout > RUN_MAX_IO) return 0;
@@ -101,6 +104,7 @@ static int run_once(const char *what, cq_module *m, cq_ctx *ctx, const run_input
   for (int i = 0; i < nout; i++) {
     if (!out[i]) cq_fuzz_violation("%s succeeded without output %d of %d", what, i, nout);
   }
+  if (first) *first = out[0];
   return 1;
 }
 
@@ -111,6 +115,43 @@ static int pass_ok(const char *what, cq_status st) {
   return 0;
 }
 
+/* prepare_qat on model m (loaded again, training mode), a forward on the tape and a backward from
+ * the first output (gradient 1 everywhere), then eval, convert and an int8 forward. */
+static void run_qat(cq_module *m, cq_ctx *ctx, const run_inputs *r,
+                    const cq_graph_quant_options *o) {
+  cq_module_train(m, 1);
+  if (!pass_ok("cq_prepare_qat_graph", cq_prepare_qat_graph(m, o))) return;
+  cq_tensor *y = NULL;
+  cq_ctx_set_grad(ctx, 1);
+  if (run_once("QAT forward", m, ctx, r, &y) && y && y->dtype == CQ_F32) {
+    cq_tensor *g = NULL;
+    if (cq_tensor_create(&g, CQ_F32, y->ndim, y->shape) == CQ_OK) {
+      float *gd = g->data;
+      for (int64_t i = 0; i < cq_tensor_numel(g); i++) gd[i] = 1.0f;
+      pass_ok("QAT backward", cq_ctx_backward(ctx, y, g, NULL, NULL));
+      cq_tensor_free(g);
+    }
+  }
+  cq_ctx_set_grad(ctx, 0);
+  cq_module_train(m, 0);
+  if (pass_ok("cq_convert_graph (QAT)", cq_convert_graph(m, o))) {
+    cq_set_quantized_engine(o->backend);
+    run_once("QAT int8 forward", m, ctx, r, NULL);
+    cq_set_quantized_engine(CQ_BACKEND_X86);
+  }
+}
+
+/* The model loaded again from the same bytes (it loaded once: it must load again). */
+static cq_module *reload(const uint8_t *data, size_t size, cq_module *old) {
+  cq_module_free(old);
+  cq_module *m = NULL;
+  if (cq_onnx_load_buffer(data, size, "fuzz.onnx", &m) != CQ_OK) {
+    cq_fuzz_violation("a model that loaded once does not load again: %s", cq_last_error());
+    return NULL;
+  }
+  return m;
+}
+
 int cq_fuzz_onnx_run_one(const uint8_t *data, size_t size) {
   cq_module *m = NULL;
   if (cq_onnx_load_buffer(data, size, "fuzz.onnx", &m) != CQ_OK) return 0;
@@ -119,22 +160,21 @@ int cq_fuzz_onnx_run_one(const uint8_t *data, size_t size) {
   if (make_inputs(data, size, m, &r) && cq_ctx_create(&ctx) == CQ_OK) {
     cq_graph_quant_options o = cq_graph_quant_defaults();
     o.backend = (cq_backend)(size ? data[size - 1] % CQ_BACKEND_COUNT : 0);
-    if (run_once("float forward", m, ctx, &r) &&
+    if (run_once("float forward", m, ctx, &r, NULL) &&
         pass_ok("cq_prepare_graph", cq_prepare_graph(m, &o)) &&
-        run_once("calibration forward", m, ctx, &r) &&
+        run_once("calibration forward", m, ctx, &r, NULL) &&
         pass_ok("cq_convert_graph", cq_convert_graph(m, &o))) {
       /* the functional ops read the global engine at call time, as in PyTorch */
       cq_set_quantized_engine(o.backend);
-      run_once("int8 forward", m, ctx, &r);
+      run_once("int8 forward", m, ctx, &r, NULL);
       cq_set_quantized_engine(CQ_BACKEND_X86);
     }
-    cq_module_free(m);
-    m = NULL;
-    if (cq_onnx_load_buffer(data, size, "fuzz.onnx", &m) != CQ_OK) {
-      cq_fuzz_violation("a model that loaded once does not load again: %s", cq_last_error());
-    } else if (pass_ok("cq_quantize_dynamic_graph", cq_quantize_dynamic_graph(m, &o))) {
-      run_once("dynamic int8 forward", m, ctx, &r);
+    m = reload(data, size, m);
+    if (m && pass_ok("cq_quantize_dynamic_graph", cq_quantize_dynamic_graph(m, &o))) {
+      run_once("dynamic int8 forward", m, ctx, &r, NULL);
     }
+    m = reload(data, size, m);
+    if (m) run_qat(m, ctx, &r, &o);
   }
   cq_ctx_free(ctx);
   run_inputs_free(&r);
