@@ -5,13 +5,8 @@
 #include "nn/fused.h"
 #include "nn/layers.h"
 
-/* Runs child "0" then child "1". The children are looked up by name: a fused module may also hold
- * an "activation_post_process" child, which the module core applies to the output. */
-/* A fused module is an nn.Sequential in PyTorch: forward runs every child in order, including an
- * attached activation_post_process, which the post hook then runs once more (PyTorch observes a
- * prepared fused module's output twice; moving-average observers and fake-quants see both). */
-static cq_status fused_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
-                               cq_tensor **out) {
+cq_status cq_fused_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                           cq_tensor **out) {
   (void)nin;
   (void)nout;
   if (!cq_module_find(m, "0") || !cq_module_find(m, "1")) {
@@ -31,7 +26,7 @@ static cq_status fused_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *co
 #define FUSED_TYPE(var, class_name)                                      \
   static const cq_module_type var = {                                    \
       .name = class_name,                                                \
-      .forward = fused_forward,                                          \
+      .forward = cq_fused_forward,                                          \
       .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,          \
   }
 

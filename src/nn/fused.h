@@ -30,6 +30,14 @@ cq_status cq_fused_linear_relu(cq_module **out, cq_module *linear, cq_module *re
 /* nni.BNReLU2d(batch_norm_2d, relu). Same ownership and errors. */
 cq_status cq_fused_bn_relu(cq_module **out, cq_module *bn, cq_module *relu);
 
+/* The forward of every float nni container (these and the ConvBn / LinearBn ones of
+ * nn/qat/qat_bn.c): a fused module is an nn.Sequential in PyTorch, so it runs every child in
+ * order (children "0" and "1" are required), including an attached activation_post_process, which
+ * the module core's post hook then runs once more (PyTorch observes a prepared fused module's
+ * output twice; moving-average observers and fake-quants see both). */
+cq_status cq_fused_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
+                           cq_tensor **out);
+
 /* 1 when m is one of the fused types above (made here). */
 int cq_module_is_fused_float(const cq_module *m);
 

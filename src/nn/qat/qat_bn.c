@@ -11,6 +11,7 @@
 
 #include "core/alloc.h"
 #include "cquant/modules.h"
+#include "nn/fused.h"
 #include "nn/layer_math.h"
 #include "nn/layers.h"
 #include "nn/qat/fake_quant.h"
@@ -18,29 +19,10 @@
 
 /* ---- float fused containers -------------------------------------------------------------------- */
 
-/* nn.Sequential.forward: every child in registration order. Like PyTorch's, this includes an
- * "activation_post_process" child that prepare attached, which the module core then applies again
- * to the output (PyTorch's forward hook): a prepared nni fused module observes its output twice
- * per forward in PyTorch 1.13, and so does this one. */
-static cq_status seq_forward(cq_module *m, cq_ctx *ctx, int nin, cq_tensor *const *in, int nout,
-                             cq_tensor **out) {
-  (void)nin;
-  (void)nout;
-  cq_tensor *x = in[0];
-  for (int i = 0; i < m->nchildren; i++) {
-    cq_tensor *y = NULL;
-    cq_status st = cq_module_forward1(m->children[i], ctx, x, &y);
-    if (st != CQ_OK) return cq_fail_context(st, "%s child (%s)", m->type->name, m->child_names[i]);
-    x = y;
-  }
-  out[0] = x;
-  return CQ_OK;
-}
-
 #define FUSED_BN_TYPE(var, class_name)                                   \
   static const cq_module_type var = {                                    \
       .name = class_name,                                                \
-      .forward = seq_forward,                                            \
+      .forward = cq_fused_forward,                                       \
       .nin_min = 1, .nin_max = 1, .nout_min = 1, .nout_max = 1,          \
   }
 
