@@ -7,7 +7,8 @@
  * The engine (x86, fbgemm, qnnpack, onednn) comes from the input's last byte.
  *
  * Checks, besides crashes, leaks and undefined behaviour: every failing call returns a known
- * status with a one-line message; a forward that succeeds gives one tensor per graph output.
+ * status with a one-line message; a forward that succeeds gives one tensor per graph output; the
+ * int8 model (static) gives the same bytes on 2 threads as on 1.
  * Models whose inputs hold more than RUN_MAX_ELEMENTS elements, or whose declared inputs do not
  * match the graph's, are only loaded (a bound on the time per input). */
 #include "fuzz_common.h"
@@ -108,6 +109,25 @@ static int run_once(const char *what, cq_module *m, cq_ctx *ctx, const run_input
   return 1;
 }
 
+/* The int8 model once more on 2 threads: every byte of the first output must be the same as on
+ * one (cquant/threads.h: results do not depend on the thread count). */
+static void same_on_two_threads(cq_module *m, cq_ctx *ctx, const run_inputs *r,
+                                const cq_tensor *y) {
+  const size_t bytes = cq_tensor_nbytes(y);
+  void *want = malloc(bytes ? bytes : 1);
+  if (!want) return;
+  memcpy(want, y->data, bytes);
+  cq_tensor *y2 = NULL;
+  if (cq_set_num_threads(2) == CQ_OK) {
+    if (run_once("int8 forward on 2 threads", m, ctx, r, &y2) && y2 &&
+        (cq_tensor_nbytes(y2) != bytes || memcmp(y2->data, want, bytes) != 0)) {
+      cq_fuzz_violation("the int8 model's output on 2 threads differs from that on 1");
+    }
+    cq_set_num_threads(1);
+  }
+  free(want);
+}
+
 /* A call of the quantization passes: 1 when it succeeded, else the failure is checked and 0. */
 static int pass_ok(const char *what, cq_status st) {
   if (st == CQ_OK) return 1;
@@ -166,7 +186,8 @@ int cq_fuzz_onnx_run_one(const uint8_t *data, size_t size) {
         pass_ok("cq_convert_graph", cq_convert_graph(m, &o))) {
       /* the functional ops read the global engine at call time, as in PyTorch */
       cq_set_quantized_engine(o.backend);
-      run_once("int8 forward", m, ctx, &r, NULL);
+      cq_tensor *y = NULL;
+      if (run_once("int8 forward", m, ctx, &r, &y) && y) same_on_two_threads(m, ctx, &r, y);
       cq_set_quantized_engine(CQ_BACKEND_X86);
     }
     m = reload(data, size, m);
