@@ -2,7 +2,8 @@
  * (tests/test_fuzz_regressions.c, which includes the harness files with CQ_FUZZ_NO_MAIN defined).
  *
  * Each harness fuzz/fuzz_NAME.c defines `int cq_fuzz_NAME_one(const uint8_t *data, size_t size)`,
- * the whole work for one input, and (unless CQ_FUZZ_NO_MAIN) the libFuzzer entry points around it.
+ * the whole work for one input, and the libFuzzer entry points around it with
+ * CQ_FUZZ_ENTRY_POINTS(cq_fuzz_NAME_one) (nothing under CQ_FUZZ_NO_MAIN).
  * Besides crashes and sanitizer reports, a harness flags broken contracts through cq_fuzz_violation:
  * a failing call must return a known status with a non-empty one-line message and leave its output
  * pointer NULL. Under libFuzzer a violation aborts (so it is saved as a crash); in the regression
@@ -106,5 +107,22 @@ static inline int cq_fuzz_write_file(const char *path, const uint8_t *data, size
   }
   return 0;
 }
+
+/* The libFuzzer entry points of a harness whose whole work for one input is `one` (library
+ * warnings silenced); nothing when the regression test includes the harness (CQ_FUZZ_NO_MAIN). */
+#ifndef CQ_FUZZ_NO_MAIN
+#define CQ_FUZZ_ENTRY_POINTS(one)                                   \
+  int LLVMFuzzerInitialize(int *argc, char ***argv) {               \
+    (void)argc;                                                     \
+    (void)argv;                                                     \
+    cq_set_warning_handler(cq_fuzz_quiet_warning, NULL);            \
+    return 0;                                                       \
+  }                                                                 \
+  int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {    \
+    return one(data, size);                                         \
+  }
+#else
+#define CQ_FUZZ_ENTRY_POINTS(one)
+#endif
 
 #endif

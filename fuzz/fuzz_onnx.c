@@ -40,13 +40,4 @@ int cq_fuzz_onnx_one(const uint8_t *data, size_t size) {
   return 0;
 }
 
-#ifndef CQ_FUZZ_NO_MAIN
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  cq_set_warning_handler(cq_fuzz_quiet_warning, NULL);
-  return 0;
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return cq_fuzz_onnx_one(data, size); }
-#endif
+CQ_FUZZ_ENTRY_POINTS(cq_fuzz_onnx_one)
