@@ -19,6 +19,7 @@
 #include "kernels/fgemm/sgemm.h"
 #include "nn/im2col.h"
 #include "nn/init.h"
+#include "nn/layer_math.h"
 #include "nn/layers.h"
 #include "nn/module_impl.h"
 
@@ -195,17 +196,7 @@ static cq_status convt_backward(cq_module *m, cq_ctx *ctx, const cq_tape_entry *
                k);
     }
   }
-  if (o->bias) {
-    float *gb = m->tensors[1].grad->data;
-    for (int64_t c = 0; c < o->out_channels; c++) {
-      double sum = 0.0;
-      for (int64_t n = 0; n < batch; n++) {
-        const float *row = gy + (n * o->out_channels + c) * plane;
-        for (int64_t q = 0; q < plane; q++) sum += row[q];
-      }
-      gb[c] += (float)sum;
-    }
-  }
+  if (o->bias) cq_conv_bias_grad(gy, batch, o->out_channels, plane, m->tensors[1].grad->data);
   cq_free(col);
   gin[0] = gx;
   return CQ_OK;

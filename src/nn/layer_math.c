@@ -184,19 +184,22 @@ cq_status cq_conv_f32_backward(const cq_module *m, const cq_conv_options *o, int
       }
     }
   }
-  if (gb) {
-    for (int64_t oc = 0; oc < o->out_channels; oc++) {
-      double sum = 0.0;
-      for (int64_t n = 0; n < batch; n++) {
-        const float *row = gy + (n * o->out_channels + oc) * npos;
-        for (int64_t q = 0; q < npos; q++) sum += row[q];
-      }
-      gb[oc] += (float)sum;
-    }
-  }
+  if (gb) cq_conv_bias_grad(gy, batch, o->out_channels, npos, gb);
   cq_free(col);
   cq_free(gcol);
   return CQ_OK;
+}
+
+void cq_conv_bias_grad(const float *gy, int64_t batch, int64_t channels, int64_t plane,
+                       float *gb) {
+  for (int64_t c = 0; c < channels; c++) {
+    double sum = 0.0;
+    for (int64_t n = 0; n < batch; n++) {
+      const float *row = gy + (n * channels + c) * plane;
+      for (int64_t q = 0; q < plane; q++) sum += row[q];
+    }
+    gb[c] += (float)sum;
+  }
 }
 
 cq_status cq_linear_f32_forward(const cq_module *m, int64_t in_features, int64_t out_features,

@@ -25,6 +25,11 @@ cq_status cq_conv_f32_backward(const cq_module *m, const cq_conv_options *o, int
                                const cq_tensor *x, const float *weight, const float *gy, float *gx,
                                float *gw, float *gb);
 
+/* gb[c] += the sum, in double, of gy [batch, channels, plane] over the batch and channel c's plane:
+ * the bias gradient of a convolution (ConvTranspose2d's too). */
+void cq_conv_bias_grad(const float *gy, int64_t batch, int64_t channels, int64_t plane,
+                       float *gb);
+
 /* y = x W^T + b over the last dimension (b may be NULL). */
 cq_status cq_linear_f32_forward(const cq_module *m, int64_t in_features, int64_t out_features,
                                 const cq_tensor *x, const float *weight, const float *bias,
