@@ -15,8 +15,8 @@
  * The sizes are chosen above the kernels' parallel thresholds (qgemm 2^17 multiply-adds, conv 2^18,
  * dynamic range scan 2^16 elements, histogram grain 32768 elements, add 32768 elements), so the
  * 2- and 3-thread runs really split the work; the thread pool promises that each output is
- * computed by one thread in a fixed order, and this checks the promise end to end. Weights come from cq_manual_seed, data from
- * a fixed generator. */
+ * computed by one thread in a fixed order, and this checks the promise end to end. Weights come
+ * from cq_manual_seed, data from a fixed generator. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

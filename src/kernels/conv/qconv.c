@@ -313,8 +313,8 @@ cq_isa cq_qconv_preferred_isa(const cq_qconv_packed *p, cq_isa isa) {
    * ISA, and for NHWC outputs their implicit GEMM is faster on AMX (NHWC, 1 thread: 3->32 3x3 s2
    * on 224x224 135 -> 113 us, s1 on 112x112 121 -> 94, 2->64 on 28x28 9.5 -> 7.9). Both give the
    * reference's bits. */
-  const int direct = p && p->direct && !p->has_w_zp && (cq_cpu_features() & CQ_CPU_AVX512VBMI2);
-  if (isa == CQ_ISA_AMX && p && !p->depthwise && !direct && 2 * p->cg * p->taps < p->k_packed) {
+  if (isa == CQ_ISA_AMX && p && !p->depthwise && choose_path(p, isa, 1) != PATH_DIRECT &&
+      2 * p->cg * p->taps < p->k_packed) {
     return CQ_ISA_AVX512VNNI;
   }
   return isa;
