@@ -27,57 +27,36 @@ static void run_inputs_free(run_inputs *r) {
   r->n = 0;
 }
 
-static int is_initializer(const Onnx__GraphProto *g, const char *name) {
-  for (size_t k = 0; name && k < g->n_initializer; k++) {
-    if (g->initializer[k]->name && strcmp(g->initializer[k]->name, name) == 0) return 1;
-  }
-  return 0;
-}
-
-/* Tensors of the declared shape of every graph input that is not an initializer, filled with a
- * pattern in [-3, 3]. 0 when there are none to make (no shape, too many elements, a count that
- * is not the graph's). */
+/* Tensors of the declared shape of every model input, dynamic dimensions 1, filled with a pattern
+ * in [-3, 3]. 0 when there are none to make (no shape, too many elements, a count that is not the
+ * graph's). */
 static int make_inputs(const uint8_t *data, size_t size, const cq_module *m, run_inputs *r) {
   r->n = 0;
   Onnx__ModelProto *model = NULL;
   if (cq_onnx_decode(data, size, "fuzz.onnx", &model) != CQ_OK) return 0;
-  const Onnx__GraphProto *g = model->graph;
-  int ok = g != NULL;
-  for (size_t i = 0; ok && i < g->n_input; i++) {
-    const Onnx__ValueInfoProto *vi = g->input[i];
-    if (!vi || is_initializer(g, vi->name)) continue;
-    const Onnx__TypeProto *tp = vi->type;
-    if (r->n == RUN_MAX_IO || !tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE ||
-        !tp->tensor_type || !tp->tensor_type->shape ||
-        tp->tensor_type->shape->n_dim > CQ_MAX_DIMS) {
-      ok = 0;
-      break;
-    }
-    const Onnx__TensorShapeProto *sh = tp->tensor_type->shape;
-    int64_t shape[CQ_MAX_DIMS];
+  int ndim[RUN_MAX_IO];
+  int64_t shape[RUN_MAX_IO][CQ_MAX_DIMS];
+  const int n = cq_onnx_input_shapes(model, RUN_MAX_IO, ndim, shape);
+  cq_onnx_model_free(model);
+  if (n > RUN_MAX_IO || n != cq_graph_num_inputs(m)) return 0;
+  for (int i = 0; i < n; i++) {
     int64_t numel = 1;
-    for (size_t d = 0; d < sh->n_dim; d++) {
-      const Onnx__TensorShapeProto__Dimension *dim = sh->dim[d];
-      const int fixed =
-          dim && dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-      shape[d] = fixed ? dim->dim_value : 1;
-      if (shape[d] < 0 || shape[d] > RUN_MAX_ELEMENTS) ok = 0;
-      if (ok) numel *= shape[d];
-      if (numel > RUN_MAX_ELEMENTS) ok = 0;
+    int ok = ndim[i] >= 0;
+    for (int d = 0; ok && d < ndim[i]; d++) {
+      if (shape[i][d] < 0) shape[i][d] = 1;
+      numel *= shape[i][d];
+      ok = shape[i][d] <= RUN_MAX_ELEMENTS && numel <= RUN_MAX_ELEMENTS;
     }
-    if (ok && cq_tensor_create(&r->t[r->n], CQ_F32, (int)sh->n_dim, shape) != CQ_OK) ok = 0;
-    if (!ok) break;
+    if (!ok || cq_tensor_create(&r->t[r->n], CQ_F32, ndim[i], shape[i]) != CQ_OK) {
+      run_inputs_free(r);
+      return 0;
+    }
     float *v = r->t[r->n]->data;
     for (int64_t e = 0; e < numel; e++) {
       const uint32_t h = (uint32_t)(e + 1) * 2654435761u + (uint32_t)r->n * 40503u;
       v[e] = (float)((h >> 16) % 97) / 16.0f - 3.0f;
     }
     r->n++;
-  }
-  cq_onnx_model_free(model);
-  if (!ok || r->n != cq_graph_num_inputs(m)) {
-    run_inputs_free(r);
-    return 0;
   }
   return 1;
 }

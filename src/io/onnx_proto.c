@@ -67,6 +67,39 @@ void cq_onnx_model_free(Onnx__ModelProto *model) {
   onnx__model_proto__free_unpacked(model, &allocator);
 }
 
+static int is_initializer(const Onnx__GraphProto *g, const char *name) {
+  for (size_t k = 0; name && k < g->n_initializer; k++) {
+    if (g->initializer[k]->name && strcmp(g->initializer[k]->name, name) == 0) return 1;
+  }
+  return 0;
+}
+
+int cq_onnx_input_shapes(const Onnx__ModelProto *model, int cap, int *ndim,
+                         int64_t (*shape)[CQ_MAX_DIMS]) {
+  const Onnx__GraphProto *g = model ? model->graph : NULL;
+  int n = 0;
+  for (size_t i = 0; g && i < g->n_input; i++) {
+    const Onnx__ValueInfoProto *vi = g->input[i];
+    if (!vi || is_initializer(g, vi->name)) continue;
+    if (n < cap) {
+      const Onnx__TypeProto *tp = vi->type;
+      const Onnx__TensorShapeProto *sh =
+          tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && tp->tensor_type
+              ? tp->tensor_type->shape
+              : NULL;
+      ndim[n] = sh && sh->n_dim <= CQ_MAX_DIMS ? (int)sh->n_dim : -1;
+      for (int d = 0; d < ndim[n]; d++) {
+        const Onnx__TensorShapeProto__Dimension *dim = sh->dim[d];
+        shape[n][d] = dim && dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE
+                          ? dim->dim_value
+                          : -1;
+      }
+    }
+    n++;
+  }
+  return n;
+}
+
 cq_status cq_onnx_read_file(const char *path, Onnx__ModelProto **out) {
   if (!out) return cq_fail(CQ_EINVAL, "cq_onnx_read_file: the output pointer is NULL");
   *out = NULL;

@@ -19,35 +19,12 @@ int cli_load_model(const char *path, cq_module **out) {
 int cli_onnx_input_shape(const char *path, int *ndim, int64_t *shape) {
   Onnx__ModelProto *model = NULL;
   if (cq_onnx_read_file(path, &model) != CQ_OK) return cli_error("%s", cq_last_error());
-  int rc = CLI_FAILED;
-  const Onnx__GraphProto *g = model->graph;
-  /* the first graph input that is not an initializer */
-  for (size_t i = 0; g && i < g->n_input; i++) {
-    const Onnx__ValueInfoProto *vi = g->input[i];
-    int is_init = 0;
-    for (size_t k = 0; vi && vi->name && k < g->n_initializer; k++) {
-      is_init |= g->initializer[k]->name && strcmp(g->initializer[k]->name, vi->name) == 0;
-    }
-    if (!vi || is_init) continue;
-    const Onnx__TypeProto *tp = vi->type;
-    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type ||
-        !tp->tensor_type->shape || tp->tensor_type->shape->n_dim > CQ_MAX_DIMS) {
-      break;
-    }
-    const Onnx__TensorShapeProto *sh = tp->tensor_type->shape;
-    *ndim = (int)sh->n_dim;
-    for (size_t d = 0; d < sh->n_dim; d++) {
-      const Onnx__TensorShapeProto__Dimension *dim = sh->dim[d];
-      shape[d] = dim && dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE
-                     ? dim->dim_value
-                     : -1;
-    }
-    rc = CLI_OK;
-    break;
-  }
-  if (rc != CLI_OK) rc = cli_error("%s: the first graph input has no tensor shape", path);
+  int64_t shapes[1][CQ_MAX_DIMS];
+  const int n = cq_onnx_input_shapes(model, 1, ndim, shapes); /* the first input */
   cq_onnx_model_free(model);
-  return rc;
+  if (n < 1 || *ndim < 0) return cli_error("%s: the first graph input has no tensor shape", path);
+  memcpy(shape, shapes[0], sizeof(int64_t) * (size_t)*ndim);
+  return CLI_OK;
 }
 
 int cli_load_rows(const char *path, const char *what, cq_tensor **out) {
