@@ -20,6 +20,16 @@
  * instructions run, so that the vector work can overlap the tile unit's (on this machine it does
  * so only partly: the output stage still costs ~20% of a 1024^3 GEMM).
  *
+ * Few rows (16 x 1024 x 1024: every weight tile used by one tdpbusd): the loop is not bound by the
+ * weight stream alone. Standalone loops over 1 MiB of panels on this machine: tile loads alone
+ * and plain vector loads both ~5.9 us; 1024 tdpbusd alone 4.9; weight tiles loaded into the A
+ * operand with B never reloaded ~6.1 (loads and products overlap fully); but any loop in which
+ * an operand of tdpbusd's B role is reloaded from memory - the weights each product (this
+ * loop), or the activations every 4-6 products with the weights as A - takes 7.5-8.6, whatever
+ * the number of tiles rotated (1-5), the load distance (2-4 products ahead) or double-buffering;
+ * the output stage interleaved adds ~1 more. So no arrangement of this loop reaches the weight
+ * stream's time; this one is within noise of the best found.
+ *
  * Single-row GEMMs use the VNNI kernel (as fast: both stream the weights from L2). Each call
  * configures the tiles for the calling thread and releases them before returning. */
 #include <immintrin.h>
@@ -303,7 +313,8 @@ void cq_u8s8_gemm_block__amx(const cq_gemm_args *g, int thread, size_t m0, size_
       }
       /* (re)configure when the strip's shape changes: reconfiguring zeroes the tiles, which is
        * fine between blocks (the pending block's accumulators are already in memory) */
-      const size_t want0 = rows > 16 ? 16 : rows, want1 = rows > 16 ? (rows < 32 ? rows - 16 : 16) : 0;
+      const size_t want0 = rows > 16 ? 16 : rows;
+      const size_t want1 = rows > 16 ? (rows < 32 ? rows - 16 : 16) : 0;
       if (want0 != shape0 || want1 != shape1) {
         configure_tiles(want0, want1);
         shape0 = want0;
