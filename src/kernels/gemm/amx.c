@@ -20,15 +20,13 @@
  * instructions run, so that the vector work can overlap the tile unit's (on this machine it does
  * so only partly: the output stage still costs ~20% of a 1024^3 GEMM).
  *
- * Few rows (16 x 1024 x 1024: every weight tile used by one tdpbusd): the loop is not bound by the
- * weight stream alone. Standalone loops over 1 MiB of panels on this machine: tile loads alone
- * and plain vector loads both ~5.9 us; 1024 tdpbusd alone 4.9; weight tiles loaded into the A
- * operand with B never reloaded ~6.1 (loads and products overlap fully); but any loop in which
- * an operand of tdpbusd's B role is reloaded from memory - the weights each product (this
- * loop), or the activations every 4-6 products with the weights as A - takes 7.5-8.6, whatever
- * the number of tiles rotated (1-5), the load distance (2-4 products ahead) or double-buffering;
- * the output stage interleaved adds ~1 more. So no arrangement of this loop reaches the weight
- * stream's time; this one is within noise of the best found.
+ * Few rows (16 x 1024 x 1024: every weight tile used by one tdpbusd): bench/bench_amx_loops.c
+ * times the parts on this machine. Plain loads of the 1 MiB of weights take ~6 us, their tile
+ * loads ~6.2, the 1024 tdpbusd alone ~5.2; but loads and products together take 7.5-7.9 even
+ * when no product depends on a load, this loop (weights in the B operand) 8.1-8.5 and the other
+ * assignment (weights in A, activations reloaded into B) 8.0-8.3, with any number of rotating
+ * weight tiles or load distance tried. The output stage, interleaved as described above, adds
+ * ~2.5 more: a model of the loop with the output stage runs as fast as this kernel.
  *
  * Single-row GEMMs use the VNNI kernel (as fast: both stream the weights from L2). Each call
  * configures the tiles for the calling thread and releases them before returning. */
