@@ -33,18 +33,13 @@
 
 #include "bench_common.h"
 #include "core/cpu.h"
+#include "kernels/amx-inl.h"
 #include "kernels/gemm/qgemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #define AMX_TARGET __attribute__((target("avx512f,avx512bw,amx-tile,amx-int8")))
-
-typedef struct __attribute__((packed, aligned(64))) tile_cfg {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} tile_cfg;
 
 typedef struct loops {
   const int8_t *w;    /* panels x k_steps tiles of 1 KiB, panel-major (cquant's packing) */
@@ -62,13 +57,7 @@ typedef struct loops {
 } loops;
 
 AMX_TARGET static void configure(void) {
-  tile_cfg c;
-  memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int t = 0; t < 8; t++) {
-    c.rows[t] = 16;
-    c.colsb[t] = 64;
-  }
+  const cq_amx_config c = cq_amx_config_full();
   _tile_loadconfig(&c);
 }
 

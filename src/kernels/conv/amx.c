@@ -13,27 +13,13 @@
  * tile unit and the vector units do not overlap -- their times add.) Rows past m1 in the last strip
  * are computed on whatever the slack holds and never stored. */
 #include <immintrin.h>
-#include <string.h>
 
+#include "kernels/amx-inl.h"
 #include "kernels/conv/avx512-inl.h"
 #include "kernels/conv/qconv.h"
 
-typedef struct __attribute__((packed, aligned(64))) tile_config {
-  uint8_t palette;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} tile_config;
-
 static void configure_tiles(void) {
-  tile_config cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int t = 0; t < 8; t++) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
+  const cq_amx_config cfg = cq_amx_config_full();
   _tile_loadconfig(&cfg);
 }
 

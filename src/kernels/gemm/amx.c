@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/amx-inl.h"
 #include "kernels/gemm/qgemm.h"
 #include "kernels/requant/avx512-inl.h"
 
@@ -42,32 +43,19 @@
 /* Weights per column chunk: the chunk stays in L2 while all row strips pass over it. */
 #define CQ_AMX_CHUNK_BYTES (1024u * 1024u)
 
-typedef struct __attribute__((packed, aligned(64))) tile_config {
-  uint8_t palette;
-  uint8_t start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} tile_config;
-
 /* Tile shapes: accumulator and activation tiles have as many rows as the block has (the last
  * row strip may be short, and then no activation byte past the last row is loaded); weight tiles
  * always have 16 rows (16 groups of four k). rows0 is for t0, t1, t4 (and t2, t3 in the 16x64
  * layout), rows1 for t2, t3, t5 of the 32x32 layout's second row tile (0: the 16x64 layout). */
 static void configure_tiles(size_t rows0, size_t rows1) {
-  tile_config cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int t = 0; t < 8; t++) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
-  cfg.rows[0] = cfg.rows[1] = cfg.rows[4] = (uint8_t)rows0;
+  uint8_t rows[8] = {16, 16, 16, 16, 16, 16, 16, 16};
+  rows[0] = rows[1] = rows[4] = (uint8_t)rows0;
   if (rows1) {
-    cfg.rows[2] = cfg.rows[3] = cfg.rows[5] = (uint8_t)rows1;
+    rows[2] = rows[3] = rows[5] = (uint8_t)rows1;
   } else {
-    cfg.rows[2] = cfg.rows[3] = (uint8_t)rows0;
+    rows[2] = rows[3] = (uint8_t)rows0;
   }
+  const cq_amx_config cfg = cq_amx_config_of(rows);
   _tile_loadconfig(&cfg);
 }
 
