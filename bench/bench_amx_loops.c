@@ -3,7 +3,8 @@
  * one tdpbusd, as in batch-16 linear layers), each timed in the same process next to cquant's
  * own GEMM on that shape:
  *
- *   weights_read          one pass of plain 512-bit loads over the weights (the L2 stream)
+ *   weights_read          one pass of plain 512-bit loads over the weights (the L2 stream:
+ *                         bench_weights_read, bench_qgemm's floor)
  *   tile_loads            the weight tiles loaded, nothing multiplied
  *   products              the tdpbusd of the problem alone, on tiles already loaded
  *   independent           the weight tiles loaded and as many products run on two other tiles
@@ -47,6 +48,7 @@ typedef struct loops {
   const uint8_t *act_t; /* k_steps tiles of 1 KiB (the B-operand loop) */
   size_t panels, k_steps, rows_per_step;
   int32_t scratch[16 * 16] __attribute__((aligned(64)));
+  volatile uint64_t sink;
   int32_t acc[2][16 * 64] __attribute__((aligned(64))); /* the weights_b loops' blocks */
   int32_t *offset;
   float *scale, *fbias, *mult;
@@ -61,32 +63,39 @@ AMX_TARGET static void configure(void) {
   _tile_loadconfig(&c);
 }
 
-AMX_TARGET static void weights_read(void *ctx) {
+static void weights_read(void *ctx) {
   loops *l = ctx;
-  const size_t bytes = l->panels * l->k_steps * 1024;
-  __m512i x = _mm512_setzero_si512();
-  for (size_t i = 0; i < bytes; i += 256) {
-    x = _mm512_xor_si512(x, _mm512_load_si512(l->w + i));
-    x = _mm512_xor_si512(x, _mm512_load_si512(l->w + i + 64));
-    x = _mm512_xor_si512(x, _mm512_load_si512(l->w + i + 128));
-    x = _mm512_xor_si512(x, _mm512_load_si512(l->w + i + 192));
-  }
-  _mm512_store_si512(l->scratch, x);
+  l->sink += bench_weights_read((const uint8_t *)l->w, l->panels * l->k_steps * 1024);
 }
 
-AMX_TARGET static void tile_loads(void *ctx) {
-  loops *l = ctx;
+/* Every weight tile loaded; with `multiply`, a product per load on two tiles loaded once. */
+AMX_TARGET static inline __attribute__((always_inline)) void load_all(loops *l,
+                                                                      const int multiply) {
   configure();
+  _tile_loadd(4, l->act, 64);
+  _tile_loadd(5, l->act_t, 64);
   const size_t tiles = l->panels * l->k_steps;
   for (size_t t = 0; t + 4 <= tiles; t += 4) {
-    _tile_stream_loadd(4, l->w + t * 1024, 64);
-    _tile_stream_loadd(5, l->w + (t + 1) * 1024, 64);
+    _tile_stream_loadd(6, l->w + t * 1024, 64);
+    if (multiply) _tile_dpbusd(0, 4, 5);
+    _tile_stream_loadd(7, l->w + (t + 1) * 1024, 64);
+    if (multiply) _tile_dpbusd(1, 4, 5);
     _tile_stream_loadd(6, l->w + (t + 2) * 1024, 64);
+    if (multiply) _tile_dpbusd(2, 4, 5);
     _tile_stream_loadd(7, l->w + (t + 3) * 1024, 64);
+    if (multiply) _tile_dpbusd(3, 4, 5);
   }
-  _tile_stored(4, l->scratch, 64);
+  if (multiply) {
+    _tile_stored(0, l->scratch, 64);
+  } else {
+    _tile_stored(6, l->scratch, 64);
+  }
   _tile_release();
 }
+
+AMX_TARGET static void tile_loads(void *ctx) { load_all(ctx, 0); }
+
+AMX_TARGET static void independent(void *ctx) { load_all(ctx, 1); }
 
 AMX_TARGET static void products(void *ctx) {
   loops *l = ctx;
@@ -97,26 +106,6 @@ AMX_TARGET static void products(void *ctx) {
     _tile_dpbusd(0, 4, 5);
     _tile_dpbusd(1, 4, 5);
     _tile_dpbusd(2, 4, 5);
-    _tile_dpbusd(3, 4, 5);
-  }
-  _tile_stored(0, l->scratch, 64);
-  _tile_release();
-}
-
-AMX_TARGET static void independent(void *ctx) {
-  loops *l = ctx;
-  configure();
-  _tile_loadd(4, l->act, 64);
-  _tile_loadd(5, l->act_t, 64);
-  const size_t tiles = l->panels * l->k_steps;
-  for (size_t t = 0; t + 4 <= tiles; t += 4) {
-    _tile_stream_loadd(6, l->w + t * 1024, 64);
-    _tile_dpbusd(0, 4, 5);
-    _tile_stream_loadd(7, l->w + (t + 1) * 1024, 64);
-    _tile_dpbusd(1, 4, 5);
-    _tile_stream_loadd(6, l->w + (t + 2) * 1024, 64);
-    _tile_dpbusd(2, 4, 5);
-    _tile_stream_loadd(7, l->w + (t + 3) * 1024, 64);
     _tile_dpbusd(3, 4, 5);
   }
   _tile_stored(0, l->scratch, 64);

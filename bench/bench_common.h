@@ -5,8 +5,14 @@
 #define CQ_BENCH_COMMON_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 static inline double now_s(void) {
   struct timespec t;
@@ -79,6 +85,44 @@ static inline double time_batch_cpu(call_fn fn, void *ctx, long calls, double *c
 
 static inline double time_batch(call_fn fn, void *ctx, long calls) {
   return time_batch_cpu(fn, ctx, calls, NULL);
+}
+
+/* ---- the weight-streaming floor ---------------------------------------------------------------
+ * One pass of plain vector loads over `bytes` of weights (every byte read once, nothing computed):
+ * no GEMM that reads each weight once can run faster than this on one core. With few rows
+ * (M = 1, 16) GEMMs stream their weights from L2, so the floor bounds the ratio any
+ * implementation can reach against another. Returns a sum of the bytes, for a sink. */
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static inline uint64_t bench_stream_avx512(const uint8_t *w,
+                                                                             size_t bytes) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  size_t i = 0;
+  for (; i + 256 <= bytes; i += 256) {
+    a0 = _mm512_add_epi32(a0, _mm512_load_si512((const void *)(w + i)));
+    a1 = _mm512_add_epi32(a1, _mm512_load_si512((const void *)(w + i + 64)));
+    a2 = _mm512_add_epi32(a2, _mm512_load_si512((const void *)(w + i + 128)));
+    a3 = _mm512_add_epi32(a3, _mm512_load_si512((const void *)(w + i + 192)));
+  }
+  uint64_t s = (uint64_t)_mm512_reduce_add_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+  for (; i < bytes; i++) s += w[i];
+  return s;
+}
+#endif
+
+static inline uint64_t bench_weights_read(const uint8_t *w, size_t bytes) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) return bench_stream_avx512(w, bytes);
+#endif
+  uint64_t s = 0;
+  size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    uint64_t v;
+    memcpy(&v, w + i, 8);
+    s += v;
+  }
+  for (; i < bytes; i++) s += w[i];
+  return s;
 }
 
 #endif

@@ -49,10 +49,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "bench_common.h"
 #include "core/alloc.h"
 #include "core/cpu.h"
@@ -102,50 +98,17 @@ static void cq_call(void *ctx) {
   if (st != CQ_OK) b->failed = 1;
 }
 
-/* ---- the weight-streaming floor ------------------------------------------------------------- */
+/* ---- the weight-streaming floor (bench_weights_read) ---------------------------------------- */
 
-/* One pass of plain vector loads over the packed weights (every byte read once, nothing
- * computed): no GEMM that reads each weight once can run faster than this on one core. With
- * few rows (M = 1, 16) both libraries stream the weights from L2, so the floor bounds the ratio
- * any implementation can reach against oneDNN: onednn_ms / floor_ms. */
 typedef struct floor_bench {
   const uint8_t *w;
   size_t bytes;
   volatile uint64_t sink;
 } floor_bench;
 
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static uint64_t stream_avx512(const uint8_t *w, size_t bytes) {
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-  size_t i = 0;
-  for (; i + 256 <= bytes; i += 256) {
-    a0 = _mm512_add_epi32(a0, _mm512_load_si512((const void *)(w + i)));
-    a1 = _mm512_add_epi32(a1, _mm512_load_si512((const void *)(w + i + 64)));
-    a2 = _mm512_add_epi32(a2, _mm512_load_si512((const void *)(w + i + 128)));
-    a3 = _mm512_add_epi32(a3, _mm512_load_si512((const void *)(w + i + 192)));
-  }
-  uint64_t s = (uint64_t)_mm512_reduce_add_epi32(
-      _mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
-  for (; i < bytes; i++) s += w[i];
-  return s;
-}
-#endif
-
 static void floor_call(void *ctx) {
   floor_bench *f = ctx;
-  uint64_t s = 0;
-#if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx512f")) {
-    f->sink += stream_avx512(f->w, f->bytes);
-    return;
-  }
-#endif
-  for (size_t i = 0; i < f->bytes; i += 8) {
-    uint64_t v;
-    memcpy(&v, f->w + i, 8);
-    s += v;
-  }
-  f->sink += s;
+  f->sink += bench_weights_read(f->w, f->bytes);
 }
 
 /* ---- oneDNN ---------------------------------------------------------------------------------- */
